@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -98,22 +97,21 @@ def test_no_answer() -> None:
 
 
 @pytest.mark.parametrize(
-    "answer",
+    ("answer", "guard"),
     [
-        "9^{9^{9}}",
-        "2^{2^{2^{2^{2}}}}",
-        "10^{99999999}",
-        "2**2**100",
-        "123456789!",
-        "{" * 300 + "1" + "}" * 300,
-        "1+" * 2000 + "1",
+        ("9^{9^{9}}", "power tower"),
+        ("2^{2^{2^{2^{2}}}}", "power tower"),
+        ("10^{99999999}", "huge exponent"),
+        ("2**2**100", "power tower"),
+        ("123456789!", "huge factorial"),
+        ("{" * 300 + "1" + "}" * 300, "nested deeper"),
+        ("1+" * 2000 + "1", "longer than"),
     ],
 )
-def test_pathological_answers_return_quickly_with_zero(answer: str) -> None:
-    started = time.monotonic()
+def test_pathological_answers_are_refused_before_any_sympy_work(answer: str, guard: str) -> None:
     verdict = MathVerifier().verify(f"<answer>{answer}</answer>", "2")
     assert verdict.score == 0.0 and verdict.status == "wrong"
-    assert time.monotonic() - started < 1.0  # decided before any sympy work
+    assert guard in verdict.detail
 
 
 def test_megabyte_response() -> None:
