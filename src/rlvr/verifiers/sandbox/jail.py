@@ -1,0 +1,297 @@
+"""The walls around one untrusted program, built with what Linux gives.
+
+Applied in the forked child, as root, just before the model's code runs (``enter``):
+
+- new mount and network namespaces (``unshare``): no interface but a downed loopback, so no
+  network; a private file tree (``chroot``) made of read-only binds of the system and Python
+  directories, ``/dev/{null,zero,random,urandom}``, and a small tmpfs whose ``/tmp`` is the only
+  writable place. The caller's files, the tests and other jobs' scratch are not in it.
+- per-job cgroups (v1 ``pids``, ``memory``, ``cpu`` where mounted): at most N processes and M bytes
+  for the whole tree, and at most one CPU's worth of time, so a fork bomb cannot starve other jobs.
+- rlimits: address space, CPU seconds, processes, file size, no core files, open files.
+- credentials: a uid/gid of its own per concurrent job (never root), no supplementary groups,
+  ``no_new_privs`` (setuid binaries do not elevate), parent-death signal SIGKILL.
+- a clean environment: PATH, HOME=/tmp, LANG; nothing of the caller's.
+
+``sweep`` kills a job's whole tree at the end: everything in its cgroups, everything running as its
+uid (``kill(-1)`` from a process holding that uid) and every descendant the runner inherits as a
+child subreaper, until none is left.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import sys
+import time
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_CGROUP_ROOT = "/sys/fs/cgroup"
+CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+DEVICES = ("null", "zero", "random", "urandom")
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def prctl(option: int, value: int) -> None:
+    _check(_libc.prctl(option, value, 0, 0, 0), f"prctl({option})")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = lambda s: s.encode() if s is not None else None  # noqa: E731
+    _check(_libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
+
+
+# --- the file tree ---------------------------------------------------------------------------------
+
+
+def visible_paths() -> list[str]:
+    """What the program may read: the system directories and this Python's installation."""
+    wanted = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc"]
+    wanted += [sys.base_prefix, sys.prefix, sys.exec_prefix]
+    wanted += [p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p]
+    out: list[str] = []
+    for p in sorted({os.path.abspath(p) for p in wanted if os.path.lexists(p)}, key=len):
+        if not any(p == q or p.startswith(q.rstrip("/") + "/") for q in out):
+            out.append(p)
+    return out
+
+
+def _build_root(root: str, uid: int, spec: dict[str, Any]) -> None:
+    """Mount a fresh tmpfs on ``root``, bind what the program may see, and chroot into it."""
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['scratch_mb']}m,mode=0755")
+    for path in spec["visible"]:
+        inside = root + path
+        if os.path.islink(path) and os.path.dirname(path) == "/":
+            os.symlink(os.readlink(path), inside)
+            continue
+        os.makedirs(inside, exist_ok=True)
+        mount(path, inside, None, MS_BIND | MS_REC)
+        mount(None, inside, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+    for path in spec["hide"]:
+        inside = root + path
+        if os.path.isdir(inside):
+            mount("tmpfs", inside, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
+        elif os.path.exists(inside):
+            mount("/dev/null", inside, None, MS_BIND)
+    os.makedirs(root + "/dev")
+    for name in DEVICES:
+        open(f"{root}/dev/{name}", "w").close()
+        mount(f"/dev/{name}", f"{root}/dev/{name}", None, MS_BIND)
+    os.mkdir(root + "/tmp", 0o700)
+    os.chown(root + "/tmp", uid, uid)
+    os.chroot(root)
+
+
+# --- cgroups (v1) ----------------------------------------------------------------------------------
+
+
+def cgroup_dirs(name: str) -> list[str]:
+    """The job's cgroup directories that exist (created by ``make_cgroups``)."""
+    return [d for c in ("pids", "memory", "cpu") if os.path.isdir(d := f"{_CGROUP_ROOT}/{c}/{name}")]
+
+
+def make_cgroups(name: str, max_procs: int, memory_mb: int) -> list[str]:
+    """Create (or reset) the job's cgroups; returns those that work, [] where cgroups are missing."""
+    made = []
+    settings = {
+        "pids": {"pids.max": str(max_procs)},
+        "memory": {"memory.limit_in_bytes": str(memory_mb << 20)},
+        "cpu": {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "100000"},  # one CPU
+    }
+    for controller, files in settings.items():
+        d = f"{_CGROUP_ROOT}/{controller}/{name}"
+        try:
+            os.makedirs(d, exist_ok=True)
+            for f, v in files.items():
+                with open(f"{d}/{f}", "w") as fh:
+                    fh.write(v)
+            made.append(d)
+        except OSError:
+            continue
+    return made
+
+
+def _join_cgroups(dirs: list[str]) -> None:
+    for d in dirs:
+        with open(f"{d}/cgroup.procs", "w") as fh:
+            fh.write(str(os.getpid()))
+
+
+# --- entering the sandbox --------------------------------------------------------------------------
+
+
+def enter(spec: dict[str, Any], uid: int | None) -> None:
+    """Wall in the calling process (a fresh fork, fds already arranged). Raises if a wall fails."""
+    if spec["isolate"]:
+        assert uid is not None
+        _join_cgroups(spec["cgroups"])
+        unshare(CLONE_NEWNS | CLONE_NEWNET)
+        _build_root(spec["root"], uid, spec)
+    mem = spec["memory_mb"] << 20
+    cpu = int(spec["cpu_s"]) + 1
+    limits = {
+        resource.RLIMIT_AS: mem,
+        resource.RLIMIT_CPU: cpu,
+        resource.RLIMIT_FSIZE: spec["max_output_bytes"],
+        resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_NOFILE: 256,
+        resource.RLIMIT_NPROC: spec["max_procs"] + (0 if uid is not None else _own_processes()),
+    }
+    for which, value in limits.items():
+        resource.setrlimit(which, (value, value))
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        if os.getuid() != uid or os.geteuid() != uid:
+            raise OSError("could not drop privileges")
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid: a change of credentials clears it
+    os.chdir("/tmp" if spec["isolate"] else spec["scratch"])
+    os.umask(0o077)
+    os.environ.clear()
+    os.environ.update(CLEAN_ENV)
+    if not spec["isolate"]:
+        os.environ["HOME"] = os.environ["TMPDIR"] = spec["scratch"]
+
+
+def _own_processes() -> int:
+    """Processes of this uid now: RLIMIT_NPROC counts them all, so the limit is on top of these."""
+    uid, n = os.getuid(), 0
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and os.stat(f"/proc/{pid}").st_uid == uid:
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+# --- tearing down ----------------------------------------------------------------------------------
+
+
+def _children() -> list[int]:
+    out: list[int] = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as fh:
+                out += [int(p) for p in fh.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process running as ``uid``: ``kill(-1)`` from a process that holds it."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            for _ in range(3):
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                except ProcessLookupError:
+                    break
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def sweep(uid: int | None, cgroups: list[str], spare: int | None = None) -> bool:
+    """Kill the job's whole process tree (the caller must be a child subreaper) and reap it.
+    ``spare`` is a child left alone. True when nothing is left."""
+    for attempt in range(200):
+        for d in cgroups:
+            try:
+                with open(f"{d}/cgroup.procs") as fh:
+                    for p in fh.read().split():
+                        os.kill(int(p), signal.SIGKILL)
+            except OSError:
+                pass
+        if uid is not None:
+            _kill_uid(uid)
+        kids = [p for p in _children() if p != spare]
+        for p in kids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        for p in kids:
+            try:
+                os.waitpid(p, 0)
+            except ChildProcessError:
+                pass
+        if not kids and not any(_cgroup_busy(d) for d in cgroups):
+            return True
+        time.sleep(min(0.001 * attempt, 0.02))
+    return False
+
+
+def _cgroup_busy(d: str) -> bool:
+    try:
+        with open(f"{d}/cgroup.procs") as fh:
+            return bool(fh.read().strip())
+    except OSError:
+        return False
+
+
+# --- what works here -------------------------------------------------------------------------------
+
+
+def probe(root: str) -> dict[str, Any]:
+    """Try every wall in a throw-away child; report which hold. Run by the fork server at start."""
+    caps: dict[str, Any] = {"root": os.geteuid() == 0}
+    if not caps["root"]:
+        caps["isolated"] = False
+        caps["reason"] = "not running as root: cannot switch uid or create namespaces"
+        return caps
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        msg = "ok"
+        try:
+            spec = {"isolate": True, "cgroups": [], "root": root, "scratch_mb": 1, "visible": visible_paths(),
+                    "hide": [], "memory_mb": 256, "cpu_s": 5, "max_output_bytes": 1 << 20,
+                    "max_procs": 4}
+            enter(spec, 1_999_999_999)
+            import socket
+
+            try:
+                socket.socket().connect(("127.0.0.1", 9))
+                msg = "network still reachable"
+            except OSError:
+                pass
+            if os.path.exists(os.path.dirname(root)) or os.listdir("/tmp"):
+                msg = "file tree not private"
+        except BaseException as e:  # noqa: BLE001
+            msg = f"{type(e).__name__}: {e}"
+        os.write(w, msg.encode()[:500])
+        os._exit(0)
+    os.close(w)
+    msg = os.read(r, 1000).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    caps["isolated"] = msg == "ok"
+    if msg != "ok":
+        caps["reason"] = msg
+    return caps
