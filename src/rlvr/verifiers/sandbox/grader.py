@@ -32,13 +32,27 @@ from typing import Any
 
 from . import wire
 
-_OPS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-        ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
-        ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
+_OPS = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
 # Exceptions the solution raises come back as the built-in class of that name (so a test may
 # expect a ValueError); anything else, SystemExit and KeyboardInterrupt included, as CandidateError.
-_BUILTIN_ERRORS = {n: c for n, c in vars(builtins).items() if isinstance(c, type)
-                   and issubclass(c, Exception) and c not in (StopIteration, StopAsyncIteration)}
+_BUILTIN_ERRORS = {
+    n: c
+    for n, c in vars(builtins).items()
+    if isinstance(c, type)
+    and issubclass(c, Exception)
+    and c not in (StopIteration, StopAsyncIteration)
+}
 
 
 class CandidateError(Exception):
@@ -110,7 +124,9 @@ class Candidate:
     def _end(self, reason: str) -> None:
         status = self.spawner.end(self.pid)
         if status.get("code") is not None and not self.events.load_error:
-            self.events.exited = f"the solution's process exited with code {status['code']} during a test"
+            self.events.exited = (
+                f"the solution's process exited with code {status['code']} during a test"
+            )
         os.close(self.requests)
         os.close(self.answers)
         self.gone = f"{reason} ({status.get('how', '?')})"
@@ -146,7 +162,9 @@ class Candidate:
         raise cls(message) if cls else CandidateError(f"{name}: {message}")
 
     def call(self, name: str, args: tuple, kwargs: dict) -> Any:
-        return self.ask({"name": name, "args": wire.encode(list(args)), "kwargs": wire.encode(kwargs)})
+        return self.ask(
+            {"name": name, "args": wire.encode(list(args)), "kwargs": wire.encode(kwargs)}
+        )
 
     def close(self) -> None:
         if not self.gone:
@@ -190,8 +208,14 @@ class Job:
         if self.current is not None:
             self.current.close()
         ev = self.events
-        return {"passed": passed, "total": total, "timeout": ev.timeout, "exited": ev.exited,
-                "load_error": ev.load_error, "notes": ev.notes}
+        return {
+            "passed": passed,
+            "total": total,
+            "timeout": ev.timeout,
+            "exited": ev.exited,
+            "load_error": ev.load_error,
+            "notes": ev.notes,
+        }
 
     def check(self, tests: str, entry_point: str) -> dict[str, Any]:
         if self.fresh().gone:
@@ -315,8 +339,11 @@ def _names(node: ast.AST) -> tuple[set[str], set[str]]:
 def _solution_names(node: ast.AST) -> set[str]:
     """Free names that belong to the solution: not built-ins, not standard modules used as such."""
     free, called = _names(node)
-    return {n for n in free if not hasattr(builtins, n)
-            and not (n in sys.stdlib_module_names and n not in called)}
+    return {
+        n
+        for n in free
+        if not hasattr(builtins, n) and not (n in sys.stdlib_module_names and n not in called)
+    }
 
 
 def _local_namespace(node: ast.AST, job: Job) -> dict[str, Any]:
@@ -332,7 +359,11 @@ def _local_namespace(node: ast.AST, job: Job) -> dict[str, Any]:
 def _run_assert(source: str, job: Job) -> bool:
     tree = ast.parse(source)
     stmt = tree.body[0] if len(tree.body) == 1 else None
-    if isinstance(stmt, ast.Assert) and isinstance(stmt.test, ast.Compare) and len(stmt.test.ops) == 1:
+    if (
+        isinstance(stmt, ast.Assert)
+        and isinstance(stmt.test, ast.Compare)
+        and len(stmt.test.ops) == 1
+    ):
         left, right, op = stmt.test.left, stmt.test.comparators[0], stmt.test.ops[0]
         on_left, on_right = bool(_solution_names(left)), bool(_solution_names(right))
         if on_left != on_right:
@@ -346,7 +377,9 @@ def _run_assert(source: str, job: Job) -> bool:
     return True
 
 
-def grade(conn_fd: int, ctrl: socket.socket, job: dict[str, Any], deadline: float) -> dict[str, Any]:
+def grade(
+    conn_fd: int, ctrl: socket.socket, job: dict[str, Any], deadline: float
+) -> dict[str, Any]:
     """Read the tests from the client and run them."""
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     tests = wire.recv_msg(conn_fd, deadline)

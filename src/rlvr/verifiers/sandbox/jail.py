@@ -30,12 +30,25 @@ from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
+    1,
+    2,
+    4,
+    32,
+    4096,
+    16384,
+    1 << 18,
+)
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _CGROUP_ROOT = "/sys/fs/cgroup"
-CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+CLEAN_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp",
+    "LANG": "C.UTF-8",
+    "TMPDIR": "/tmp",
+}
 DEVICES = ("null", "zero", "random", "urandom")
 
 
@@ -53,7 +66,25 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 
 
-def mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def empty_netns() -> int:
+    """An fd for a new network namespace with no interface up; the caller's namespace is kept."""
+    host = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        unshare(CLONE_NEWNET)
+        fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+        setns(host, CLONE_NEWNET)
+    finally:
+        os.close(host)
+    return fd
+
+
+def mount(
+    src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     enc = lambda s: s.encode() if s is not None else None  # noqa: E731
     _check(_libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
@@ -105,7 +136,9 @@ def _build_root(root: str, uid: int, spec: dict[str, Any]) -> None:
 
 def cgroup_dirs(name: str) -> list[str]:
     """The job's cgroup directories that exist (created by ``make_cgroups``)."""
-    return [d for c in ("pids", "memory", "cpu") if os.path.isdir(d := f"{_CGROUP_ROOT}/{c}/{name}")]
+    return [
+        d for c in ("pids", "memory", "cpu") if os.path.isdir(d := f"{_CGROUP_ROOT}/{c}/{name}")
+    ]
 
 
 def make_cgroups(name: str, max_procs: int, memory_mb: int) -> list[str]:
@@ -143,7 +176,7 @@ def enter(spec: dict[str, Any], uid: int | None) -> None:
     if spec["isolate"]:
         assert uid is not None
         _join_cgroups(spec["cgroups"])
-        unshare(CLONE_NEWNS | CLONE_NEWNET)
+        unshare(CLONE_NEWNS | (0 if spec.get("netns_joined") else CLONE_NEWNET))
         _build_root(spec["root"], uid, spec)
     mem = spec["memory_mb"] << 20
     cpu = int(spec["cpu_s"]) + 1
@@ -227,8 +260,8 @@ def sweep(uid: int | None, cgroups: list[str], spare: int | None = None) -> bool
                         os.kill(int(p), signal.SIGKILL)
             except OSError:
                 pass
-        if uid is not None:
-            _kill_uid(uid)
+        if uid is not None and not any("/pids/" in d for d in cgroups):
+            _kill_uid(uid)  # without a pids cgroup, find the tree by its uid (one fork)
         kids = [p for p in _children() if p != spare]
         for p in kids:
             try:
@@ -270,9 +303,18 @@ def probe(root: str) -> dict[str, Any]:
         os.close(r)
         msg = "ok"
         try:
-            spec = {"isolate": True, "cgroups": [], "root": root, "scratch_mb": 1, "visible": visible_paths(),
-                    "hide": [], "memory_mb": 256, "cpu_s": 5, "max_output_bytes": 1 << 20,
-                    "max_procs": 4}
+            spec = {
+                "isolate": True,
+                "cgroups": [],
+                "root": root,
+                "scratch_mb": 1,
+                "visible": visible_paths(),
+                "hide": [],
+                "memory_mb": 256,
+                "cpu_s": 5,
+                "max_output_bytes": 1 << 20,
+                "max_procs": 4,
+            }
             enter(spec, 1_999_999_999)
             import socket
 

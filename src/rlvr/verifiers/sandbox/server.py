@@ -34,10 +34,32 @@ GRACE_S = 2.0  # how long past its deadline the grader may take before the runne
 SLOTS = 64
 UID_BASE = 1_900_000_000
 BLOCKS = 256
-PREIMPORT = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
-             "typing", "random", "statistics", "fractions", "decimal", "copy", "operator",
-             "dataclasses", "hashlib", "json", "datetime", "traceback", "ast", "importlib",
-             "encodings.idna", "socket")
+PREIMPORT = (
+    "math",
+    "re",
+    "collections",
+    "itertools",
+    "functools",
+    "heapq",
+    "bisect",
+    "string",
+    "typing",
+    "random",
+    "statistics",
+    "fractions",
+    "decimal",
+    "copy",
+    "operator",
+    "dataclasses",
+    "hashlib",
+    "json",
+    "datetime",
+    "traceback",
+    "ast",
+    "importlib",
+    "encodings.idna",
+    "socket",
+)
 
 
 class Server:
@@ -54,6 +76,7 @@ class Server:
         self.free = list(range(SLOTS))
         self.dirty = set(range(SLOTS)) if self.isolate else set()  # first use: sweep old owners
         self.runners: dict[int, int] = {}
+        self.netns: dict[int, int] = {}  # slot -> fd of its empty network namespace, made once
         self.hide = hide
         self.visible = jail.visible_paths()
         self.path = os.path.join(self.dir, "sock")
@@ -93,6 +116,8 @@ class Server:
             if self.listener.fileno() in events and self.free:
                 conn, _ = self.listener.accept()
                 slot = self.free.pop()
+                if self.isolate and slot not in self.netns:
+                    self.netns[slot] = jail.empty_netns()
                 pid = os.fork()
                 if pid == 0:
                     self.listener.close()
@@ -115,8 +140,9 @@ class Server:
                 self.free.append(slot)
 
 
-def _spawn(server: Server, job: dict[str, Any], mode: str, uid: int | None) -> tuple[int, list[int]]:
+def _spawn(server: Server, job: dict[str, Any], mode: str, slot: int) -> tuple[int, list[int]]:
     """Fork a sandboxed process for the model's code; return its pid and the grader's pipe ends."""
+    uid = server.uid(slot)
     a_r, a_w = os.pipe()
     b_r, b_w = os.pipe()
     if mode == "call":  # requests a (grader -> program), answers b (program -> grader)
@@ -134,9 +160,13 @@ def _spawn(server: Server, job: dict[str, Any], mode: str, uid: int | None) -> t
             high = {fd: fcntl.fcntl(src, fcntl.F_DUPFD, 100) for fd, src in wanted.items()}
             for fd, src in high.items():
                 os.dup2(src, fd)
-            os.closerange(5, 1 << 16)
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
             try:
+                netns = server.netns.get(slot)
+                if netns is not None:  # the slot's empty network namespace: no network
+                    jail.setns(netns, jail.CLONE_NEWNET)
+                    job["sandbox"]["netns_joined"] = True
+                os.closerange(5, 1 << 16)
                 jail.enter(job["sandbox"], uid)
             except BaseException as e:  # a wall failed: the program must not run
                 if mode == "call":
@@ -180,10 +210,16 @@ def _run_job(server: Server, conn: socket.socket, slot: int) -> None:
         if slot in server.dirty and uid is not None:
             jail.sweep(uid, jail.cgroup_dirs(server.cgroup(slot)))
         limits = job["sandbox"]
-        limits.update(isolate=server.isolate, root=server.root, visible=server.visible,
-                      hide=server.hide + list(limits.get("hide", [])))
+        limits.update(
+            isolate=server.isolate,
+            root=server.root,
+            visible=server.visible,
+            hide=server.hide + list(limits.get("hide", [])),
+        )
         if server.isolate:
-            cgroups = jail.make_cgroups(server.cgroup(slot), limits["max_procs"], limits["memory_mb"])
+            cgroups = jail.make_cgroups(
+                server.cgroup(slot), limits["max_procs"], limits["memory_mb"]
+            )
             limits["cgroups"] = cgroups
         else:
             limits["scratch"] = tempfile.mkdtemp(prefix="rlvr-scratch-")
@@ -202,14 +238,23 @@ def _run_job(server: Server, conn: socket.socket, slot: int) -> None:
             finally:
                 os._exit(0)
         theirs.close()
-        reported = _serve_grader(server, ours, job, uid, grader, deadline + GRACE_S)
+        reported = _serve_grader(server, ours, job, slot, grader, deadline + GRACE_S)
         if not reported:
-            wire.send_msg(conn.fileno(), {"passed": 0, "total": 1, "timeout": True,
-                                          "notes": ["the tests did not finish in time"]})
+            wire.send_msg(
+                conn.fileno(),
+                {
+                    "passed": 0,
+                    "total": 1,
+                    "timeout": True,
+                    "notes": ["the tests did not finish in time"],
+                },
+            )
         status = 0
     except BaseException as e:  # noqa: BLE001
         try:
-            wire.send_msg(conn.fileno(), {"error": f"sandbox runner failed: {type(e).__name__}: {e}"})
+            wire.send_msg(
+                conn.fileno(), {"error": f"sandbox runner failed: {type(e).__name__}: {e}"}
+            )
         except BaseException:  # noqa: BLE001
             pass
     finally:
@@ -224,8 +269,14 @@ def _run_job(server: Server, conn: socket.socket, slot: int) -> None:
             os._exit(status)
 
 
-def _serve_grader(server: Server, ours: socket.socket, job: dict[str, Any], uid: int | None,
-                  grader: int, deadline: float) -> bool:
+def _serve_grader(
+    server: Server,
+    ours: socket.socket,
+    job: dict[str, Any],
+    slot: int,
+    grader: int,
+    deadline: float,
+) -> bool:
     """Answer the grader's spawn/end requests until it exits; True when it sent the result."""
     while True:
         left = deadline - time.monotonic()
@@ -240,7 +291,7 @@ def _serve_grader(server: Server, ours: socket.socket, job: dict[str, Any], uid:
         request = json.loads(data)
         if request["op"] == "spawn":
             try:
-                pid, fds = _spawn(server, job, request["mode"], uid)
+                pid, fds = _spawn(server, job, request["mode"], slot)
             except OSError as e:
                 ours.send(json.dumps({"error": str(e)}).encode())
                 continue
