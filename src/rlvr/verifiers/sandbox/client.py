@@ -59,7 +59,10 @@ class Sandbox:
         self._start()  # fail now, at construction, when isolation is missing
 
     def _start(self) -> None:
-        config = json.dumps({"hide": self.hide, "unsafe": self.unsafe})
+        # RLVR_SANDBOX_PRETEND_NO_ISOLATION=1 makes the server act as on a machine without
+        # isolation (for tests of the refusal and of --unsafe on a machine that has it).
+        pretend = os.environ.get("RLVR_SANDBOX_PRETEND_NO_ISOLATION") == "1"
+        config = json.dumps({"hide": self.hide, "unsafe": self.unsafe, "pretend": pretend})
         proc = subprocess.Popen(
             [sys.executable, "-I", "-c", _BOOT, _PACKAGE_DIR, config],
             stdin=subprocess.PIPE,
