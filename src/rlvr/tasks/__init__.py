@@ -1,6 +1,9 @@
 """Where prompts come from. Importing this package registers the built-in tasks."""
 
-from rlvr.tasks import humaneval  # noqa: F401  (registers "humaneval")
+from rlvr.tasks import (
+    arithmetic,  # noqa: F401  (registers "arithmetic")
+    humaneval,  # noqa: F401  (registers "humaneval")
+)
 from rlvr.tasks.base import Example, Task, get_task, register_task, task_names
 
 __all__ = ["Example", "Task", "get_task", "register_task", "task_names"]

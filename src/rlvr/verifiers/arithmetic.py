@@ -17,6 +17,7 @@ class ArithmeticVerifier:
     """Score 1 when the final answer is exactly the reference integer."""
 
     name = "arithmetic"
+    runs_in_process = True  # pure and microseconds: no worker dispatch
 
     def verify(self, response: str, reference: Any) -> Verdict:
         answer = extract_answer(response)

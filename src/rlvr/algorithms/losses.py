@@ -1,0 +1,121 @@
+"""The clipped surrogate with a KL penalty, and the variants practitioners use.
+
+Per token t of completion i (the spec's objective, GRPO paper eq. 3):
+
+    rho    = pi_theta(y_t | x, y_<t) / pi_old(y_t | x, y_<t)
+    obj_t  = min(rho * A_i, clip(rho, 1 - eps_low, 1 + eps_high) * A_i)  -  beta * KL_t
+    loss   = - aggregate(obj_t over completion tokens)
+
+Options and where they come from:
+- ``eps_high > eps_low``: DAPO's clip-higher (Yu et al. 2025), keeps low-probability tokens able to rise.
+- ``dual_clip``: for A < 0 the objective is floored at ``dual_clip * A`` (Ye et al. 2020), so one
+  token whose ratio exploded cannot dominate the batch.
+- ``ratio_level="sequence"``: GSPO (Zheng et al. 2025): one ratio per sequence, the geometric mean
+  of its token ratios, clipped as a whole.
+- aggregations: ``sequence`` = mean over sequences of per-sequence token means (the GRPO paper);
+  ``token`` = mean over all tokens in the batch (DAPO); ``constant`` = sum over tokens divided by
+  ``batch_size * max_completion_tokens`` (Dr. GRPO: no length bias).
+Masked tokens (prompt, padding, whatever follows EOS) contribute nothing, by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rlvr.algorithms.registry import KL_ESTIMATORS, LOSS_AGGREGATIONS
+
+
+@LOSS_AGGREGATIONS.register("sequence")
+def seq_mean_token_mean(values: torch.Tensor, mask: torch.Tensor, **_: object) -> torch.Tensor:
+    per_seq = (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+    return per_seq.mean()
+
+
+@LOSS_AGGREGATIONS.register("token")
+def token_mean(values: torch.Tensor, mask: torch.Tensor, **_: object) -> torch.Tensor:
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+@LOSS_AGGREGATIONS.register("constant")
+def constant_normaliser(
+    values: torch.Tensor, mask: torch.Tensor, max_tokens: int | None = None, **_: object
+) -> torch.Tensor:
+    norm = values.shape[0] * (max_tokens or values.shape[1])
+    return (values * mask).sum() / norm
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    dual_clip: float | None = None
+    beta: float = 0.0
+    kl_estimator: str = "k3"
+    ratio_level: str = "token"  # or "sequence" (GSPO)
+    aggregation: str = "sequence"
+    max_completion_tokens: int | None = None  # for the "constant" aggregation
+    entropy_coef: float = 0.0
+
+
+def importance_ratio(
+    logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, level: str
+) -> torch.Tensor:
+    """Per-token ratios, or GSPO's per-sequence ratio broadcast over the sequence's tokens."""
+    log_ratio = (logp - old_logp) * mask
+    if level == "token":
+        return torch.exp(log_ratio)
+    if level == "sequence":
+        seq = log_ratio.sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True).clamp(min=1)
+        return torch.exp(seq).expand_as(logp)
+    raise ValueError(f"ratio_level must be 'token' or 'sequence', got {level!r}")
+
+
+def policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    settings: LossSettings,
+    ref_logp: torch.Tensor | None = None,
+    entropy: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss to minimise and its diagnostics (TRL's metric names where they exist).
+
+    Shapes: ``logp``, ``old_logp``, ``ref_logp``, ``mask``, ``entropy``: (B, T) over completion
+    tokens; ``advantages``: (B,). ``mask`` is 1.0 where a token carries loss.
+    """
+    mask = mask.to(logp.dtype)
+    adv = advantages.to(logp.dtype).unsqueeze(1)
+    ratio = importance_ratio(logp, old_logp, mask, settings.ratio_level)
+    clipped = ratio.clamp(1 - settings.eps_low, 1 + settings.eps_high)
+    objective = torch.minimum(ratio * adv, clipped * adv)
+    if settings.dual_clip is not None:
+        objective = torch.where(
+            adv < 0, torch.maximum(objective, settings.dual_clip * adv), objective
+        )
+    per_token = -objective
+    kl = None
+    if settings.beta > 0:
+        if ref_logp is None:
+            raise ValueError("beta > 0 needs reference log-probs")
+        kl = KL_ESTIMATORS.get(settings.kl_estimator)(logp, ref_logp)
+        per_token = per_token + settings.beta * kl
+    if settings.entropy_coef and entropy is not None:
+        per_token = per_token - settings.entropy_coef * entropy
+    aggregate = LOSS_AGGREGATIONS.get(settings.aggregation)
+    loss = aggregate(per_token, mask, max_tokens=settings.max_completion_tokens)
+
+    with torch.no_grad():
+        n = mask.sum().clamp(min=1)
+        low = ((ratio < 1 - settings.eps_low) & (adv < 0)).to(mask.dtype) * mask
+        high = ((ratio > 1 + settings.eps_high) & (adv > 0)).to(mask.dtype) * mask
+        metrics = {
+            "clip_ratio/low_mean": float(low.sum() / n),
+            "clip_ratio/high_mean": float(high.sum() / n),
+            "clip_ratio/region_mean": float((low + high).sum() / n),
+        }
+        if kl is not None:
+            metrics["kl"] = float((kl * mask).sum() / n)
+    return loss, metrics

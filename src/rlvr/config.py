@@ -1,0 +1,241 @@
+"""Run configuration: one pydantic section per concern, composed into ``RunConfig``.
+
+Each module receives only its own section. Unknown keys are errors (a typo must not silently
+fall back to a default), and every field can be set from YAML or from the command line
+(``-o rl.steps=100``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    path: str | None = Field(
+        None, description="local HF model directory; None builds the embedded tiny model"
+    )
+    hidden_size: int = Field(128, gt=0, description="embedded model only")
+    num_layers: int = Field(4, gt=0, description="embedded model only")
+    num_heads: int = Field(4, gt=0, description="embedded model only")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    gradient_checkpointing: bool = False
+    threads: int | None = Field(None, gt=0, description="torch CPU threads; None = all cores")
+
+
+class TaskConfig(Section):
+    name: str = Field(
+        "arithmetic",
+        description="a registered task, e.g. arithmetic, humaneval, reasoning_gym:NAME",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the task"
+    )
+    verifier: str | None = Field(
+        None, description="override the task's verifier (a registered name)"
+    )
+    system_prompt: str | None = None
+    use_chat_template: bool | None = Field(None, description="None: when the tokenizer has one")
+
+
+class RolloutConfig(Section):
+    group_size: int = Field(8, ge=1, description="G: completions per prompt")
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+
+class AlgorithmConfig(Section):
+    advantage: str = Field("grpo", description="grpo | rloo | reinforce++")
+    scale: Literal["group", "batch", "none"] = "group"
+    eps: float = Field(1e-6, gt=0)
+    epsilon_low: float = Field(0.2, gt=0, lt=1)
+    epsilon_high: float = Field(0.2, gt=0)
+    dual_clip: float | None = Field(None, gt=1)
+    beta: float = Field(0.0, ge=0, description="KL weight; 0 loads no reference model")
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    ratio_level: Literal["token", "sequence"] = "token"
+    aggregation: Literal["sequence", "token", "constant"] = "sequence"
+    mu: int = Field(1, ge=1, description="policy updates per batch of rollouts")
+    entropy_coef: float = Field(0.0, ge=0)
+    mask_truncated: bool = False
+    overlong_buffer: int = Field(
+        0, ge=0, description="DAPO soft overlong penalty window (tokens); 0 = off"
+    )
+    overlong_penalty: float = Field(1.0, ge=0)
+    dynamic_sampling: bool = False
+    max_resample_rounds: int = Field(3, ge=0)
+
+
+class SFTConfig(Section):
+    examples: int = Field(200, ge=1, description="number of worked solutions (cold start)")
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_length: int = Field(256, ge=8)
+
+
+class RLConfig(Section):
+    steps: int = Field(200, ge=0)
+    prompts_per_step: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    micro_batch_size: int = Field(64, ge=1, description="rows per forward/backward")
+    eval_every: int = Field(
+        50, ge=0, description="held-out pass@1 every N steps (0 = only at the end)"
+    )
+    save_every: int = Field(50, ge=0, description="checkpoint every N steps (0 = only at the end)")
+    verifier_workers: int | None = Field(None, ge=1)
+
+
+class RejectionConfig(Section):
+    prompts: int = Field(1000, ge=1, description="training prompts to sample from")
+    k: int = Field(4, ge=1, description="completions per prompt")
+    temperature: float = Field(1.0, ge=0)
+
+
+class FinalSFTConfig(SFTConfig):
+    init: Literal["rl", "sft"] = Field(
+        "rl", description="which checkpoint the final SFT starts from"
+    )
+    examples: int = Field(4000, ge=1, description="at most this many verified completions")
+    epochs: int = 1
+    lr: float = 3e-4
+
+
+class EvalConfig(Section):
+    heldout: int = Field(200, ge=1, description="held-out problems")
+    k: int = Field(8, ge=1, description="pass@k")
+    samples: int = Field(8, ge=1, description="samples per problem for pass@k (n >= k)")
+    temperature: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _n_at_least_k(self) -> EvalConfig:
+        if self.samples < self.k:
+            raise ValueError(f"eval.samples ({self.samples}) must be >= eval.k ({self.k})")
+        return self
+
+
+class LoggingConfig(Section):
+    trackers: list[str] = Field(
+        default_factory=list, description="extra sinks: tensorboard, wandb, mlflow, trackio"
+    )
+    progress: bool = True
+    samples_per_step: int = Field(
+        2, ge=0, description="completions with verdicts kept per step for the report"
+    )
+
+
+class RunConfig(Section):
+    name: str = "default"
+    out_dir: str = "runs"
+    seed: int = 0
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
+    rejection: RejectionConfig = Field(default_factory=RejectionConfig)
+    final_sft: FinalSFTConfig = Field(default_factory=FinalSFTConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+class ConfigError(ValueError):
+    """A config problem, worded for the user: which field, which file, what to do."""
+
+
+def _set_path(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["rl.steps=100", "algorithm.beta=0.04"]`` -> nested dict; values are parsed as YAML."""
+    data: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. -o rl.steps=100)")
+        _set_path(data, key.strip(), yaml.safe_load(raw))
+    return data
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(
+                f"  {field}: unknown key; check the spelling (see `rlvr config` for all keys)"
+            )
+        else:
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  {field}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, **fields: Any
+) -> RunConfig:
+    """YAML file (optional) <- ``fields`` (already nested) <- ``-o`` overrides, validated once."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        data, source = loaded, str(path)
+    data = _merge(data, fields)
+    if overrides:
+        data = _merge(data, parse_overrides(overrides))
+        source += " + command-line overrides"
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def dump_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

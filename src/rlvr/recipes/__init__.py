@@ -1,0 +1,1 @@
+"""Recipes: stages called in order. ``r1`` is the DeepSeek-R1 pipeline."""

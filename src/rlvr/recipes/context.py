@@ -1,0 +1,204 @@
+"""What every stage of a run shares: the config, the run directory, the task, the scorer, the
+metrics log, progress bars, and interruption handling. State between processes lives only in
+the run directory (``state.json``, ``metrics.jsonl``, HF checkpoints)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlvr.config import RunConfig, dump_config
+from rlvr.models.load import load_policy
+from rlvr.models.tiny import save_tiny
+from rlvr.rollout.prompts import format_prompt
+from rlvr.tasks.base import Example, Task, get_task
+from rlvr.tracking.metrics import MetricsLog
+from rlvr.verifiers.base import Verdict, get_verifier
+from rlvr.verifiers.pool import VerifierPool
+
+console = Console(stderr=True)
+
+
+class Interrupted(Exception):
+    """Ctrl-C arrived; the stage saved what it had and the run can ``--resume``."""
+
+
+def build_task(cfg: RunConfig) -> Task:
+    from rlvr.tasks.base import _TASKS  # the factory, to see which options it takes
+
+    family = cfg.task.name.partition(":")[0]
+    options = dict(cfg.task.options)
+    factory = _TASKS.get(family)
+    if factory is not None and "seed" in inspect.signature(factory).parameters:
+        options.setdefault("seed", cfg.seed)
+    return get_task(cfg.task.name, **options)
+
+
+class RunContext:
+    def __init__(self, cfg: RunConfig, fresh: bool = False) -> None:
+        self.cfg = cfg
+        self.dir = cfg.run_dir
+        if fresh and (self.dir / "state.json").exists():
+            raise FileExistsError(
+                f"{self.dir} already holds a run; pass --resume to continue it, or choose another "
+                "--name (or delete the directory)"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, self.dir / "config.yaml")
+        if cfg.model.threads:
+            torch.set_num_threads(cfg.model.threads)
+        self.task = build_task(cfg)
+        verifier_name = cfg.task.verifier or self.task.verifier
+        self.verifier = get_verifier(verifier_name, **dict(self.task.verifier_options))
+        self.pool = VerifierPool(workers=cfg.rl.verifier_workers)
+        self.metrics = MetricsLog(self.dir, sinks=self._sinks())
+        self.state = self._read_state()
+        self._stop_requested = False
+
+    # -- scoring and prompts ---------------------------------------------------------------
+    def score(self, responses: list[str], references: list[Any]) -> list[Verdict]:
+        return self.pool.score(self.verifier, responses, references)
+
+    def formatter(self, tokenizer: PreTrainedTokenizerBase):
+        system, chat = self.cfg.task.system_prompt, self.cfg.task.use_chat_template
+        return lambda prompt: format_prompt(tokenizer, prompt, system, chat)
+
+    def heldout(self) -> list[Example]:
+        return self.task.examples("heldout", self.cfg.eval.heldout)
+
+    # -- checkpoints and state -------------------------------------------------------------
+    def checkpoint_dir(self, stage: str) -> Path:
+        return self.dir / "checkpoints" / stage
+
+    def initial_policy(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        m = self.cfg.model
+        if m.path:
+            return load_policy(m.path, m.device, m.dtype)
+        init = self.checkpoint_dir("init")
+        if not (init / "config.json").exists():
+            save_tiny(
+                init,
+                seed=self.cfg.seed,
+                hidden_size=m.hidden_size,
+                num_layers=m.num_layers,
+                num_heads=m.num_heads,
+            )
+        return load_policy(init, m.device, m.dtype)
+
+    def load(self, stage: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        path = self.checkpoint_dir(stage)
+        return load_policy(path, self.cfg.model.device, self.cfg.model.dtype)
+
+    def save(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stage: str) -> Path:
+        path = self.checkpoint_dir(stage)
+        tmp = path.with_name(path.name + ".tmp")
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if path.exists():
+            old = path.with_name(path.name + ".old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _rmtree(old)
+        else:
+            os.replace(tmp, path)
+        return path
+
+    def _read_state(self) -> dict[str, Any]:
+        path = self.dir / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {"done": [], "summary": {}}
+
+    def write_state(self) -> None:
+        path = self.dir / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2))
+        os.replace(tmp, path)
+
+    def mark_done(self, stage: str, **summary: Any) -> None:
+        if stage not in self.state["done"]:
+            self.state["done"].append(stage)
+        self.state["summary"].update(summary)
+        self.state.pop(f"{stage}_progress", None)
+        self.write_state()
+
+    # -- progress and interruption ---------------------------------------------------------
+    @contextmanager
+    def progress(self, description: str, total: int) -> Iterator[Any]:
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not self.cfg.logging.progress,
+            transient=False,
+        )
+        with bar:
+            task_id = bar.add_task(description, total=total, info="")
+
+            def advance(n: int = 1, info: str | None = None) -> None:
+                bar.update(task_id, advance=n, **({"info": info} if info is not None else {}))
+
+            yield advance
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """First Ctrl-C asks the running stage to save and stop at the next step boundary."""
+
+        def handler(signum, frame):  # noqa: ARG001
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            console.print(
+                "[yellow]interrupt: saving at the end of this step (Ctrl-C again to abort)"
+            )
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
+    def close(self) -> None:
+        self.metrics.close()
+        self.pool.close()
+
+    def _sinks(self) -> list:
+        if not self.cfg.logging.trackers:
+            return []
+        from rlvr.tracking.sinks import make_sinks
+
+        return make_sinks(self.cfg.logging.trackers, self.dir, self.cfg.model_dump(mode="json"))
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def wall_clock() -> float:
+    return time.perf_counter()

@@ -1,0 +1,354 @@
+"""The DeepSeek-R1 recipe, as the spec orders it:
+
+    (a) cold-start SFT on a small set of worked solutions
+    (b) RLVR with GRPO: prompts and the verifier only, never the solutions
+    (c) rejection sampling: k completions per training prompt, keep the verified ones, deduplicated
+    (d) final SFT on them
+
+Each stage reads its input from the run directory and writes its output there, so a run resumes
+at the first unfinished stage (and inside RL, at its last checkpoint).
+
+Where we depart from DeepSeek-R1: its final SFT restarts from the base model on 800k samples; our
+base is a randomly initialised model, so by default the final SFT continues from the RL policy
+(``final_sft.init: rl``); ``init: sft`` restarts from the cold-start checkpoint instead.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from rlvr.eval import evaluate
+from rlvr.recipes.context import Interrupted, RunContext, console
+from rlvr.tasks.base import Example
+from rlvr.tracking.plots import plot_run
+from rlvr.train.grpo import batch_metrics, collect_batch, loss_settings, update_policy
+from rlvr.train.optim import make_optimizer
+from rlvr.train.rejection import rejection_sample
+from rlvr.train.sft import train_sft
+
+STAGES = ("sft", "rl", "rejection", "final_sft")
+
+
+def evaluate_stage(
+    ctx: RunContext, model, tokenizer, after: str, step: int, sampling: bool = True
+) -> dict:
+    e = ctx.cfg.eval
+    t0 = time.perf_counter()
+    result = evaluate(
+        model,
+        tokenizer,
+        ctx.heldout(),
+        ctx.score,
+        ctx.cfg.rollout.max_new_tokens,
+        k=e.k,
+        samples=e.samples,
+        temperature=e.temperature,
+        seed=ctx.cfg.seed,
+        format_prompt=ctx.formatter(tokenizer),
+        with_sampling=sampling,
+    )
+    values = {
+        "heldout/pass@1": result["pass@1"],
+        "eval_seconds": time.perf_counter() - t0,
+        "after": after,
+    }
+    if sampling:
+        values["heldout/pass@k"] = result[f"pass@{e.k}"]
+        values["heldout/maj@k"] = result[f"maj@{e.k}"]
+    ctx.metrics.log("eval", step, **values)
+    samples_path = ctx.dir / "samples.jsonl"
+    with samples_path.open("a") as f:
+        for s in result["samples"]:
+            f.write(json.dumps({"after": after, "step": step, **s}) + "\n")
+    return result
+
+
+def _solutions(examples: list[Example], task_name: str) -> list[Example]:
+    missing = [e.id for e in examples if not e.solution]
+    if missing:
+        raise ValueError(
+            f"task {task_name!r} has no worked solution for {len(missing)} examples (first: {missing[0]}); "
+            "SFT needs a solution column, or skip SFT with `rlvr train`"
+        )
+    return examples
+
+
+def stage_sft(ctx: RunContext) -> dict[str, Any]:
+    cfg = ctx.cfg
+    model, tokenizer = ctx.initial_policy()
+    examples = _solutions(ctx.task.examples("train", cfg.sft.examples), ctx.task.name)
+    fmt = ctx.formatter(tokenizer)
+    total = cfg.sft.epochs * ((len(examples) + cfg.sft.batch_size - 1) // cfg.sft.batch_size)
+    t0 = time.perf_counter()
+    with ctx.progress("cold-start SFT", total) as advance:
+
+        def on_step(m: dict) -> None:
+            ctx.metrics.log(
+                "sft",
+                m["step"],
+                loss=m["loss"],
+                grad_norm=m["grad_norm"],
+                learning_rate=m["learning_rate"],
+            )
+            advance(1, f"loss {m['loss']:.3f}")
+
+        steps = train_sft(
+            model,
+            tokenizer,
+            [fmt(e.prompt) for e in examples],
+            [e.solution for e in examples],
+            cfg.sft,
+            seed=cfg.seed,
+            on_step=on_step,
+            should_stop=ctx.stop_requested,
+        )
+    if ctx.stop_requested():
+        raise Interrupted("sft")
+    ctx.save(model, tokenizer, "sft")
+    result = evaluate_stage(ctx, model, tokenizer, "sft", steps)
+    summary = {
+        "sft_accuracy": result["pass@1"],
+        f"sft_pass@{cfg.eval.k}": result[f"pass@{cfg.eval.k}"],
+        "sft_seconds": time.perf_counter() - t0,
+        "sft_examples": len(examples),
+    }
+    ctx.mark_done("sft", **summary)
+    return summary
+
+
+def prompt_stream(examples: list[Example], seed: int, skip: int = 0) -> Iterator[Example]:
+    """Training prompts forever, reshuffled each pass; ``skip`` replays a resumed run's order."""
+    rng = random.Random(seed)
+    i = 0
+    while True:
+        order = list(examples)
+        rng.shuffle(order)
+        for e in order:
+            if i >= skip:
+                yield e
+            i += 1
+
+
+def stage_rl(ctx: RunContext, init: str = "sft") -> dict[str, Any]:
+    cfg, rl, algo = ctx.cfg, ctx.cfg.rl, ctx.cfg.algorithm
+    progress = ctx.state.get("rl_progress", {})
+    start = int(progress.get("step", 0))
+    source = "rl-last" if start else init
+    policy, tokenizer = ctx.load(source) if source != "init" else ctx.initial_policy()
+    reference = None
+    if algo.beta > 0:  # frozen copy of the starting policy; beta == 0 loads none
+        reference, _ = ctx.load(init) if init != "init" else ctx.initial_policy()
+        reference.eval().requires_grad_(False)
+    if cfg.model.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+    optimizer, scheduler = make_optimizer(
+        policy, rl.lr, rl.steps * algo.mu, rl.warmup_ratio, rl.weight_decay, rl.schedule
+    )
+    for _ in range(start * algo.mu):  # resume: the schedule where it was (AdamW moments restart)
+        scheduler.step()
+    train = ctx.task.examples("train", rl.steps * rl.prompts_per_step or 1)
+    prompts = prompt_stream(train, cfg.seed, skip=start * rl.prompts_per_step)
+    generator = torch.Generator(device=next(policy.parameters()).device).manual_seed(
+        cfg.seed * 1000 + start
+    )
+    settings = loss_settings(algo, cfg.rollout.max_new_tokens)
+    fmt = ctx.formatter(tokenizer)
+    t0 = time.perf_counter()
+    seconds = float(progress.get("seconds", 0.0))
+    step = start
+    with ctx.progress("RL (GRPO)", rl.steps) as advance:
+        advance(start)
+        for step in range(start + 1, rl.steps + 1):
+            ts = time.perf_counter()
+            batch = collect_batch(
+                policy,
+                tokenizer,
+                prompts,
+                rl.prompts_per_step,
+                ctx.score,
+                cfg.rollout,
+                algo,
+                generator,
+                fmt,
+            )
+            values = batch_metrics(batch)
+            values.update(
+                update_policy(policy, batch, optimizer, scheduler, settings, algo, rl, reference)
+            )
+            values["step_seconds"] = time.perf_counter() - ts
+            n_tokens = float(batch.rollouts.completion_lengths.sum())
+            values["tokens_per_second"] = n_tokens / values["step_seconds"]
+            ctx.metrics.log("rl", step, **values)
+            _keep_samples(ctx, batch, step)
+            advance(1, f"reward {values['reward']:.2f}")
+            if rl.eval_every and step % rl.eval_every == 0 and step < rl.steps:
+                r = evaluate_stage(ctx, policy, tokenizer, "rl", step, sampling=False)
+                advance(0, f"held-out {r['pass@1']:.2f}")
+            if ctx.stop_requested() or (
+                rl.save_every and step % rl.save_every == 0 and step < rl.steps
+            ):
+                ctx.save(policy, tokenizer, "rl-last")
+                ctx.state["rl_progress"] = {
+                    "step": step,
+                    "seconds": seconds + time.perf_counter() - t0,
+                }
+                ctx.write_state()
+                if ctx.stop_requested():
+                    raise Interrupted("rl")
+    ctx.save(policy, tokenizer, "rl")
+    rl_seconds = seconds + time.perf_counter() - t0
+    result = evaluate_stage(ctx, policy, tokenizer, "rl", step)
+    summary = {
+        "rl_accuracy": result["pass@1"],
+        f"rl_pass@{cfg.eval.k}": result[f"pass@{cfg.eval.k}"],
+        "rl_seconds": rl_seconds,
+        "rl_steps": rl.steps,
+    }
+    ctx.mark_done("rl", **summary)
+    return summary
+
+
+def _keep_samples(ctx: RunContext, batch, step: int) -> None:
+    """A few completions per step, with their verdicts, for the report (best and worst)."""
+    n = ctx.cfg.logging.samples_per_step
+    if not n:
+        return
+    order = sorted(range(len(batch.verdicts)), key=lambda i: batch.verdicts[i].score)
+    picks = sorted(set(order[: n // 2 + n % 2] + order[len(order) - n // 2 :]))
+    with (ctx.dir / "samples.jsonl").open("a") as f:
+        for i in picks:
+            v = batch.verdicts[i]
+            f.write(
+                json.dumps(
+                    {
+                        "after": "rl-step",
+                        "step": step,
+                        "prompt": batch.examples[i].prompt,
+                        "completion": batch.rollouts.texts[i],
+                        "score": v.score,
+                        "status": v.status,
+                        "detail": v.detail,
+                    }
+                )
+                + "\n"
+            )
+
+
+def stage_rejection(ctx: RunContext, source: str = "rl") -> dict[str, Any]:
+    cfg, rs = ctx.cfg, ctx.cfg.rejection
+    model, tokenizer = ctx.load(source)
+    examples = ctx.task.examples("train", rs.prompts)
+    t0 = time.perf_counter()
+    with ctx.progress("rejection sampling", len(examples)) as advance:
+        kept, stats = rejection_sample(
+            model,
+            tokenizer,
+            examples,
+            ctx.score,
+            rs.k,
+            cfg.rollout.max_new_tokens,
+            rs.temperature,
+            seed=cfg.seed + 7,
+            format_prompt=ctx.formatter(tokenizer),
+            on_batch=advance,
+        )
+    with (ctx.dir / "rejection.jsonl").open("w") as f:
+        for row in kept:
+            f.write(json.dumps(row) + "\n")
+    ctx.metrics.log("rejection", 0, **stats)
+    summary = {f"rejection_{k}": v for k, v in stats.items()} | {
+        "rejection_seconds": time.perf_counter() - t0
+    }
+    ctx.mark_done("rejection", **summary)
+    return summary
+
+
+def stage_final_sft(ctx: RunContext) -> dict[str, Any]:
+    cfg, fs = ctx.cfg, ctx.cfg.final_sft
+    path = ctx.dir / "rejection.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise ValueError(
+            f"{path} holds no verified completions: the final SFT has nothing to learn from"
+        )
+    random.Random(cfg.seed).shuffle(rows)
+    rows = rows[: fs.examples]
+    model, tokenizer = ctx.load(fs.init)
+    fmt = ctx.formatter(tokenizer)
+    total = fs.epochs * ((len(rows) + fs.batch_size - 1) // fs.batch_size)
+    t0 = time.perf_counter()
+    with ctx.progress("final SFT", total) as advance:
+
+        def on_step(m: dict) -> None:
+            ctx.metrics.log(
+                "final_sft",
+                m["step"],
+                loss=m["loss"],
+                grad_norm=m["grad_norm"],
+                learning_rate=m["learning_rate"],
+            )
+            advance(1, f"loss {m['loss']:.3f}")
+
+        steps = train_sft(
+            model,
+            tokenizer,
+            [fmt(r["prompt"]) for r in rows],
+            [r["completion"] for r in rows],
+            fs,
+            seed=cfg.seed,
+            on_step=on_step,
+            should_stop=ctx.stop_requested,
+        )
+    if ctx.stop_requested():
+        raise Interrupted("final_sft")
+    ctx.save(model, tokenizer, "final")
+    result = evaluate_stage(ctx, model, tokenizer, "final_sft", steps)
+    summary = {
+        "final_accuracy": result["pass@1"],
+        f"final_pass@{cfg.eval.k}": result[f"pass@{cfg.eval.k}"],
+        "final_sft_seconds": time.perf_counter() - t0,
+        "final_sft_examples": len(rows),
+    }
+    ctx.mark_done("final_sft", **summary)
+    return summary
+
+
+def write_summary(ctx: RunContext, wall_seconds: float) -> dict[str, Any]:
+    summary = dict(ctx.state["summary"])
+    summary["wall_seconds"] = ctx.state.get("wall_seconds", 0.0) + wall_seconds
+    if "sft_accuracy" in summary and "rl_accuracy" in summary:
+        summary["rl_lift"] = summary["rl_accuracy"] - summary["sft_accuracy"]
+    (ctx.dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    try:
+        plot_run(ctx.dir)
+    except Exception as exc:  # a plot must never lose a finished run
+        console.print(f"[yellow]plotting failed: {exc}")
+    return summary
+
+
+def run_recipe(ctx: RunContext) -> dict[str, Any]:
+    """All four stages, skipping those already done (``--resume``)."""
+    t0 = time.perf_counter()
+    runners = {
+        "sft": stage_sft,
+        "rl": stage_rl,
+        "rejection": stage_rejection,
+        "final_sft": stage_final_sft,
+    }
+    try:
+        with ctx.interruptible():
+            for stage in STAGES:
+                if stage in ctx.state["done"]:
+                    console.print(f"[dim]{stage}: done earlier, skipped")
+                    continue
+                runners[stage](ctx)
+    finally:
+        ctx.state["wall_seconds"] = ctx.state.get("wall_seconds", 0.0) + time.perf_counter() - t0
+        ctx.write_state()
+    return write_summary(ctx, 0.0)

@@ -1,0 +1,176 @@
+"""Batched sampling of G completions per prompt, with a KV cache.
+
+Why our own loop rather than ``model.generate``: per generated token, ``generate`` runs a stack of
+logits processors, stopping criteria and cache bookkeeping that a 1M-parameter model cannot hide,
+and it keeps finished sequences in the batch until the longest one ends. Here, per token:
+one forward over the still-active rows, one sample. Concretely:
+- each prompt is encoded once; its KV cache is copied G times (``batch_repeat_interleave``);
+- rows that emitted EOS leave the batch (``batch_select_indices``) and cost nothing after;
+- prompts are left-padded with explicit position ids, so padding never shifts a position.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class Rollouts:
+    """G completions for each of P prompts, flat and ordered group by group (P*G rows).
+
+    ``input_ids`` is prompt (left-padded to ``prompt_len``) then completion (right-padded);
+    ``completion_mask`` marks the completion tokens that carry loss: up to and including EOS.
+    """
+
+    input_ids: torch.Tensor  # (N, prompt_len + T)
+    attention_mask: torch.Tensor  # (N, prompt_len + T)
+    completion_mask: torch.Tensor  # (N, T) float
+    prompt_len: int
+    texts: list[str]
+    truncated: torch.Tensor  # (N,) bool: no EOS within the token budget
+    group_size: int
+
+    @property
+    def completion_ids(self) -> torch.Tensor:
+        return self.input_ids[:, self.prompt_len :]
+
+    @property
+    def completion_lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(dim=1)
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def cache_kwarg(model: PreTrainedModel) -> str:
+    """transformers 5 names the cache argument ``cache``; 4.x named it ``past_key_values``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def encode_prompts(
+    tokenizer: PreTrainedTokenizerBase, prompts: list[str], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True)
+    finally:
+        tokenizer.padding_side = old_side
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p
+        sorted_p = sorted_p * keep
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    group_size: int = 1,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Rollouts:
+    """Sample ``group_size`` completions for each prompt (greedy when ``temperature == 0``)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    kw = cache_kwarg(model)
+
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+    cache = DynamicCache()
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=positions(prompt_mask),
+        use_cache=True,
+        logits_to_keep=1,
+        **{kw: cache},
+    )
+    logits = out.logits[:, -1, :]
+    if group_size > 1:
+        cache.batch_repeat_interleave(group_size)
+        logits = logits.repeat_interleave(group_size, dim=0)
+        prompt_ids = prompt_ids.repeat_interleave(group_size, dim=0)
+        prompt_mask = prompt_mask.repeat_interleave(group_size, dim=0)
+
+    n = prompt_ids.shape[0]
+    tokens = torch.full((n, max_new_tokens), pad, dtype=torch.long, device=device)
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    lengths = torch.full((n,), max_new_tokens, dtype=torch.long, device=device)
+    active = torch.arange(n, device=device)  # rows of the full batch still in the cache
+    mask = prompt_mask.clone()  # attention mask of the active rows
+    next_pos = positions(prompt_mask)[:, -1] + 1
+    for t in range(max_new_tokens):
+        nxt = _sample(logits, temperature, top_p, generator)
+        tokens[active, t] = nxt
+        done = nxt == eos if eos is not None else torch.zeros_like(nxt, dtype=torch.bool)
+        if done.any():
+            lengths[active[done]] = t + 1
+            finished[active[done]] = True
+        if t == max_new_tokens - 1 or bool(finished.all()):
+            break
+        keep = ~done
+        if not bool(keep.all()):
+            keep_idx = keep.nonzero().squeeze(1)
+            cache.batch_select_indices(keep_idx)
+            active, nxt, mask, next_pos = (
+                active[keep_idx],
+                nxt[keep_idx],
+                mask[keep_idx],
+                next_pos[keep_idx],
+            )
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        out = model(
+            input_ids=nxt.unsqueeze(1),
+            attention_mask=mask,
+            position_ids=next_pos.unsqueeze(1),
+            use_cache=True,
+            **{kw: cache},
+        )
+        logits = out.logits[:, -1, :]
+        next_pos = next_pos + 1
+
+    steps = torch.arange(max_new_tokens, device=device).unsqueeze(0)
+    completion_mask = (steps < lengths.unsqueeze(1)).float()
+    tokens = torch.where(completion_mask.bool(), tokens, torch.full_like(tokens, pad))
+    width = int(lengths.max().item()) if n else 0
+    tokens, completion_mask = tokens[:, :width], completion_mask[:, :width]
+    texts = tokenizer.batch_decode(
+        [row[: int(k)].tolist() for row, k in zip(tokens, lengths, strict=True)],
+        skip_special_tokens=True,
+    )
+    if was_training:
+        model.train()
+    return Rollouts(
+        input_ids=torch.cat([prompt_ids, tokens], dim=1),
+        attention_mask=torch.cat([prompt_mask, completion_mask.long()], dim=1),
+        completion_mask=completion_mask,
+        prompt_len=prompt_ids.shape[1],
+        texts=texts,
+        truncated=~finished,
+        group_size=group_size,
+    )

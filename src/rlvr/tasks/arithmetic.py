@@ -1,0 +1,82 @@
+"""The embedded default task: multi-digit addition with a short worked solution.
+
+    prompt:   "347+285="
+    solution: "<think>7+5=12,4+8+1=13,3+2+1=6</think><answer>632</answer>"
+
+The worked solution adds column by column from the right, carrying; the answer is the integer.
+Problems are generated from a seed, so train and held-out splits are reproducible, and held-out
+problems are never in train: each split draws from its own side of a hash of the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from rlvr.tasks.base import Example, Split, register_task
+
+
+def worked_solution(a: int, b: int) -> str:
+    """Column additions right to left, with carries, then the answer in tags."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    steps, carry = [], 0
+    for i in range(max(len(da), len(db))):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else 0
+        total = x + y + carry
+        steps.append(f"{x}+{y}+{carry}={total}" if carry else f"{x}+{y}={total}")
+        carry = total // 10
+    return f"<think>{','.join(steps)}</think><answer>{a + b}</answer>"
+
+
+def _split_of(a: int, b: int, heldout_fraction: float) -> Split:
+    h = int.from_bytes(hashlib.sha256(f"{a}+{b}".encode()).digest()[:8], "big")
+    return "heldout" if (h % 10_000) < heldout_fraction * 10_000 else "train"
+
+
+@register_task("arithmetic")
+class AdditionTask:
+    """``a+b=`` with ``a`` and ``b`` of ``min_digits`` to ``max_digits`` digits each."""
+
+    name = "arithmetic"
+    verifier = "arithmetic"
+
+    def __init__(
+        self,
+        min_digits: int = 2,
+        max_digits: int = 3,
+        seed: int = 0,
+        heldout_fraction: float = 0.2,
+    ) -> None:
+        if not 1 <= min_digits <= max_digits <= 12:
+            raise ValueError("arithmetic task needs 1 <= min_digits <= max_digits <= 12")
+        self.min_digits, self.max_digits = min_digits, max_digits
+        self.seed = seed
+        self.heldout_fraction = heldout_fraction
+        self.verifier_options: dict = {}
+
+    def _operand(self, rng: random.Random) -> int:
+        digits = rng.randint(self.min_digits, self.max_digits)
+        return rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1)
+
+    def examples(self, split: Split, n: int | None = None) -> list[Example]:
+        if n is None:
+            raise ValueError("the arithmetic task is unbounded: ask for n examples")
+        # One stream per split; the hash decides membership, so the splits can never overlap.
+        rng = random.Random(f"{self.seed}:{split}")
+        seen: set[tuple[int, int]] = set()
+        out: list[Example] = []
+        while len(out) < n:
+            a, b = self._operand(rng), self._operand(rng)
+            if (a, b) in seen or _split_of(a, b, self.heldout_fraction) != split:
+                continue
+            seen.add((a, b))
+            out.append(
+                Example(
+                    id=f"{split}-{len(out)}",
+                    prompt=f"{a}+{b}=",
+                    reference=a + b,
+                    solution=worked_solution(a, b),
+                )
+            )
+        return out

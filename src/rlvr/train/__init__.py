@@ -1,0 +1,1 @@
+"""The training stages: SFT, the GRPO loop, rejection sampling."""

@@ -1,0 +1,262 @@
+"""The RLVR loop: sample G completions per prompt, verify, group-relative advantages, clipped
+surrogate with a KL penalty to a frozen reference. One function per step of the data flow:
+
+    prompts --generate--> Rollouts --score--> rewards --advantages--> update (mu times)
+
+Choices, stated where they are made:
+- pi_old log-probs are computed once per batch of rollouts, without grad. With ``mu == 1`` the
+  policy has not moved since sampling, so pi_old = pi_theta.detach() exactly and the extra forward
+  pass is skipped (the ratio is then exactly 1 and only its gradient matters).
+- ``beta == 0`` loads no reference model at all.
+- RL sees prompts and the verifier only, never the task's worked solutions.
+- Groups whose rewards are all equal get zero advantage; with ``dynamic_sampling`` they are
+  dropped and replaced by fresh prompts (DAPO), up to ``max_resample_rounds`` extra rounds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlvr.algorithms import LossSettings, compute_advantages, policy_loss
+from rlvr.config import AlgorithmConfig, RLConfig, RolloutConfig
+from rlvr.rollout.generate import Rollouts, generate
+from rlvr.tasks.base import Example
+from rlvr.train.logprobs import rollout_logprobs, token_logprobs, trimmed_slices
+from rlvr.verifiers.base import Verdict
+
+ScoreFn = Callable[[list[str], list], list[Verdict]]
+
+
+@dataclass
+class Batch:
+    """Everything one update needs, rows ordered group by group."""
+
+    rollouts: Rollouts
+    examples: list[Example]  # one per row
+    verdicts: list[Verdict]
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    loss_mask: torch.Tensor
+    seconds: dict[str, float]
+
+
+def loss_settings(algo: AlgorithmConfig, max_new_tokens: int) -> LossSettings:
+    return LossSettings(
+        eps_low=algo.epsilon_low,
+        eps_high=algo.epsilon_high,
+        dual_clip=algo.dual_clip,
+        beta=algo.beta,
+        kl_estimator=algo.kl_estimator,
+        ratio_level=algo.ratio_level,
+        aggregation=algo.aggregation,
+        max_completion_tokens=max_new_tokens,
+        entropy_coef=algo.entropy_coef,
+    )
+
+
+def overlong_penalty(
+    lengths: torch.Tensor, max_tokens: int, buffer: int, penalty: float
+) -> torch.Tensor:
+    """DAPO's soft overlong punishment (eq. 13): 0 up to ``max - buffer`` tokens, then a linear
+    ramp down to ``-penalty`` at the limit."""
+    over = (lengths - (max_tokens - buffer)).clamp(min=0)
+    return -penalty * over / max(buffer, 1)
+
+
+def _concat(parts: list[Rollouts], pad: int) -> Rollouts:
+    if len(parts) == 1:
+        return parts[0]
+    plen = max(p.prompt_len for p in parts)
+    width = max(p.completion_mask.shape[1] for p in parts)
+
+    def padded(p: Rollouts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        left, right = plen - p.prompt_len, width - p.completion_mask.shape[1]
+        ids = torch.nn.functional.pad(p.input_ids, (left, right), value=pad)
+        att = torch.nn.functional.pad(p.attention_mask, (left, right), value=0)
+        cm = torch.nn.functional.pad(p.completion_mask, (0, right), value=0.0)
+        return ids, att, cm
+
+    ids, att, cm = zip(*(padded(p) for p in parts), strict=True)
+    return Rollouts(
+        input_ids=torch.cat(ids),
+        attention_mask=torch.cat(att),
+        completion_mask=torch.cat(cm),
+        prompt_len=plen,
+        texts=[t for p in parts for t in p.texts],
+        truncated=torch.cat([p.truncated for p in parts]),
+        group_size=parts[0].group_size,
+    )
+
+
+def collect_batch(
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Iterator[Example],
+    prompts_per_step: int,
+    score: ScoreFn,
+    rollout: RolloutConfig,
+    algo: AlgorithmConfig,
+    generator: torch.Generator,
+    format_prompt: Callable[[str], str] = lambda p: p,
+) -> Batch:
+    """Generate, verify and compute advantages for ``prompts_per_step`` groups."""
+    G = rollout.group_size
+    seconds = {"generate": 0.0, "verify": 0.0}
+    kept: list[tuple[Rollouts, list[Example], list[Verdict], torch.Tensor]] = []
+    n_kept, rounds = 0, 0
+    while n_kept < prompts_per_step:
+        need = prompts_per_step - n_kept
+        examples = [next(prompts) for _ in range(need)]
+        t0 = time.perf_counter()
+        ro = generate(
+            policy,
+            tokenizer,
+            [format_prompt(e.prompt) for e in examples],
+            group_size=G,
+            max_new_tokens=rollout.max_new_tokens,
+            temperature=rollout.temperature,
+            top_p=rollout.top_p,
+            generator=generator,
+        )
+        t1 = time.perf_counter()
+        rows = [e for e in examples for _ in range(G)]
+        verdicts = score(ro.texts, [e.reference for e in rows])
+        seconds["generate"] += t1 - t0
+        seconds["verify"] += time.perf_counter() - t1
+        rewards = torch.tensor([v.score for v in verdicts], dtype=torch.float32)
+        groups = rewards.view(-1, G)
+        informative = (groups != groups[:, :1]).any(dim=1)
+        last_round = rounds >= algo.max_resample_rounds
+        if algo.dynamic_sampling and not last_round and not bool(informative.all()):
+            idx = informative.nonzero().squeeze(1).tolist()
+            if idx:
+                sel = torch.tensor([g * G + j for g in idx for j in range(G)])
+                kept.append(
+                    _select(
+                        ro,
+                        sel,
+                        [rows[i] for i in sel.tolist()],
+                        [verdicts[i] for i in sel.tolist()],
+                        rewards[sel],
+                    )
+                )
+                n_kept += len(idx)
+            rounds += 1
+            continue
+        kept.append((ro, rows, verdicts, rewards))
+        n_kept += need
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ro = _concat([k[0] for k in kept], pad)
+    rows = [e for k in kept for e in k[1]]
+    verdicts = [v for k in kept for v in k[2]]
+    rewards = torch.cat([k[3] for k in kept])
+    shaped = rewards
+    if algo.overlong_buffer:
+        shaped = rewards + overlong_penalty(
+            ro.completion_lengths,
+            rollout.max_new_tokens,
+            algo.overlong_buffer,
+            algo.overlong_penalty,
+        )
+    advantages = compute_advantages(algo.advantage, shaped, G, scale=algo.scale, eps=algo.eps)
+    loss_mask = ro.completion_mask.clone()
+    if algo.mask_truncated:
+        loss_mask[ro.truncated] = 0.0
+    return Batch(ro, rows, verdicts, rewards, advantages, loss_mask, seconds)
+
+
+def _select(ro: Rollouts, sel: torch.Tensor, rows, verdicts, rewards):
+    sub = Rollouts(
+        input_ids=ro.input_ids[sel],
+        attention_mask=ro.attention_mask[sel],
+        completion_mask=ro.completion_mask[sel],
+        prompt_len=ro.prompt_len,
+        texts=[ro.texts[i] for i in sel.tolist()],
+        truncated=ro.truncated[sel],
+        group_size=ro.group_size,
+    )
+    return sub, rows, verdicts, rewards
+
+
+def update_policy(
+    policy: PreTrainedModel,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    settings: LossSettings,
+    algo: AlgorithmConfig,
+    rl: RLConfig,
+    reference: PreTrainedModel | None = None,
+) -> dict[str, float]:
+    """mu optimizer steps on one batch of rollouts; returns the step's metrics."""
+    ro = batch.rollouts
+    t0 = time.perf_counter()
+    old_logp = rollout_logprobs(policy, ro, rl.micro_batch_size) if algo.mu > 1 else None
+    t1 = time.perf_counter()
+    ref_logp = (
+        rollout_logprobs(reference, ro, rl.micro_batch_size) if reference is not None else None
+    )
+    t2 = time.perf_counter()
+    n_rows = len(ro)
+    totals: dict[str, float] = {}
+    count = 0
+    policy.train()
+    for _ in range(algo.mu):
+        for rows, cols, plen in trimmed_slices(
+            ro.attention_mask, ro.completion_mask, ro.prompt_len, rl.micro_batch_size
+        ):
+            ids, att = ro.input_ids[rows, cols], ro.attention_mask[rows, cols]
+            width = ids.shape[1] - plen
+            logp, entropy = token_logprobs(
+                policy, ids, att, width, entropy_grad=settings.entropy_coef > 0
+            )
+            mask = batch.loss_mask[rows, :width]
+            old = old_logp[rows, :width] if old_logp is not None else logp.detach()
+            ref = ref_logp[rows, :width] if ref_logp is not None else None
+            loss, metrics = policy_loss(
+                logp, old, batch.advantages[rows], mask, settings, ref, entropy
+            )
+            # Micro-batches add up to the full-batch loss (gradient accumulation).
+            (loss * len(rows) / n_rows).backward()
+            metrics["loss"] = float(loss)
+            metrics["entropy"] = float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1))
+            for key, value in metrics.items():
+                totals[key] = totals.get(key, 0.0) + value * len(rows) / n_rows
+        count += 1
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), rl.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    t3 = time.perf_counter()
+    out = {k: v / count for k, v in totals.items()}
+    out["grad_norm"] = float(grad_norm)
+    out["learning_rate"] = scheduler.get_last_lr()[0]
+    out["time/old_logprobs"] = t1 - t0
+    out["time/ref_logprobs"] = t2 - t1
+    out["time/update"] = t3 - t2
+    return out
+
+
+def batch_metrics(batch: Batch) -> dict[str, float]:
+    """TRL's metric names, so users feel at home."""
+    G = batch.rollouts.group_size
+    groups = batch.rewards.view(-1, G)
+    lengths = batch.rollouts.completion_lengths
+    n_tokens = float(lengths.sum())
+    gen = batch.seconds["generate"]
+    return {
+        "reward": float(batch.rewards.mean()),
+        "reward_std": float(batch.rewards.std(correction=0)),
+        "frac_reward_zero_std": float((groups.std(dim=1, correction=0) == 0).float().mean()),
+        "completions/mean_length": float(lengths.mean()),
+        "completions/max_length": float(lengths.max()),
+        "completions/clipped_ratio": float(batch.rollouts.truncated.float().mean()),
+        "tokens_per_second/generate": n_tokens / gen if gen > 0 else 0.0,
+        "time/generate": gen,
+        "time/verify": batch.seconds["verify"],
+    }

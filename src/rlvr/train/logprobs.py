@@ -1,0 +1,69 @@
+"""Per-token log-probs of completions under a model, in length-trimmed micro-batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from transformers import PreTrainedModel
+
+from rlvr.rollout.generate import Rollouts, positions
+
+
+def trimmed_slices(
+    attention_mask: torch.Tensor, completion_mask: torch.Tensor, prompt_len: int, size: int
+) -> Iterator[tuple[torch.Tensor, slice, int]]:
+    """Row indices of each micro-batch (rows of similar length together) and the columns that
+    hold any real token for them: the prompt's common left padding and the completions' common
+    right padding are cut, so no compute goes to columns that are padding in every row."""
+    n = attention_mask.shape[0]
+    order = torch.argsort(completion_mask.sum(dim=1), descending=True)
+    for start in range(0, n, size):
+        rows = order[start : start + size]
+        real_prompt = attention_mask[rows, :prompt_len].any(dim=0).nonzero()
+        first = int(real_prompt[0]) if len(real_prompt) else prompt_len
+        width = int(completion_mask[rows].sum(dim=1).max().item())
+        yield rows, slice(first, prompt_len + max(width, 1)), prompt_len - first
+
+
+def token_logprobs(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    n_completion: int,
+    entropy_grad: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs and entropies of the last ``n_completion`` tokens of each row. The entropy
+    carries gradient only when ``entropy_grad`` (an entropy bonus is in the loss).
+
+    Only the logits that predict completion tokens are materialised (``logits_to_keep``): with a
+    150k-token vocabulary, the full logits tensor would dwarf everything else in memory.
+    """
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions(attention_mask),
+        logits_to_keep=n_completion + 1,
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1, :].float()
+    targets = input_ids[:, -n_completion:]
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+@torch.no_grad()
+def rollout_logprobs(model: PreTrainedModel, rollouts: Rollouts, micro_batch: int) -> torch.Tensor:
+    """Log-probs of every completion token, no grad, batched: for pi_old and pi_ref."""
+    out = torch.zeros_like(rollouts.completion_mask)
+    for rows, cols, plen in trimmed_slices(
+        rollouts.attention_mask, rollouts.completion_mask, rollouts.prompt_len, micro_batch
+    ):
+        ids, mask = rollouts.input_ids[rows, cols], rollouts.attention_mask[rows, cols]
+        width = ids.shape[1] - plen
+        logp, _ = token_logprobs(model, ids, mask, width)
+        out[rows, :width] = logp.to(out.dtype)
+    return out

@@ -1,0 +1,31 @@
+"""AdamW with linear warm-up then cosine decay, the schedule every RLVR recipe we know uses."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def make_optimizer(
+    model: torch.nn.Module,
+    lr: float,
+    total_steps: int,
+    warmup_ratio: float = 0.0,
+    weight_decay: float = 0.0,
+    schedule: str = "cosine",
+    min_lr_ratio: float = 0.1,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99))
+    warmup = int(warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

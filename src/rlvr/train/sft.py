@@ -1,0 +1,95 @@
+"""Supervised fine-tuning on (prompt, solution) pairs: cross-entropy on the solution tokens only.
+
+Used twice in the R1 recipe: the cold start on a few hundred worked solutions, and the final SFT
+on rejection-sampled, verified completions of the RL policy.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlvr.config import SFTConfig
+from rlvr.rollout.generate import positions
+from rlvr.train.optim import make_optimizer
+
+
+def encode_pairs(
+    tokenizer: PreTrainedTokenizerBase, prompts: list[str], solutions: list[str], max_len: int
+) -> list[tuple[list[int], int]]:
+    """Token ids of prompt + solution + EOS, and where the solution starts."""
+    pairs = []
+    for prompt, solution in zip(prompts, solutions, strict=True):
+        p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        s = tokenizer(solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids = (p + s)[:max_len]
+        pairs.append((ids, len(p)))
+    return pairs
+
+
+def _batch(pairs: list[tuple[list[int], int]], pad: int, device: torch.device):
+    width = max(len(ids) for ids, _ in pairs)
+    ids = torch.full((len(pairs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    labels = torch.full((len(pairs), width), -100, dtype=torch.long)
+    for i, (row, start) in enumerate(pairs):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        labels[i, start : len(row)] = torch.tensor(row[start:])
+    return ids.to(device), mask.to(device), labels.to(device)
+
+
+def train_sft(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    solutions: list[str],
+    cfg: SFTConfig,
+    seed: int = 0,
+    on_step: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Train ``model`` in place; returns the number of optimizer steps taken."""
+    if not prompts:
+        raise ValueError("SFT got no examples")
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pairs = encode_pairs(tokenizer, prompts, solutions, cfg.max_length)
+    steps_per_epoch = (len(pairs) + cfg.batch_size - 1) // cfg.batch_size
+    total = steps_per_epoch * cfg.epochs
+    optimizer, scheduler = make_optimizer(model, cfg.lr, total, cfg.warmup_ratio, cfg.weight_decay)
+    rng = random.Random(seed)
+    model.train()
+    step = 0
+    for epoch in range(cfg.epochs):
+        order = list(range(len(pairs)))
+        rng.shuffle(order)
+        for start in range(0, len(order), cfg.batch_size):
+            ids, mask, labels = _batch(
+                [pairs[i] for i in order[start : start + cfg.batch_size]], pad, device
+            )
+            out = model(
+                input_ids=ids, attention_mask=mask, position_ids=positions(mask), labels=labels
+            )
+            out.loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if on_step:
+                on_step(
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": float(out.loss.detach()),
+                        "grad_norm": float(grad_norm),
+                        "learning_rate": scheduler.get_last_lr()[0],
+                    }
+                )
+            if should_stop():
+                return step
+    return step
