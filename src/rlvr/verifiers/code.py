@@ -79,7 +79,7 @@ def _tests_of(reference: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """The message the grader gets and the number of programs it runs (for the time budget)."""
     if "asserts" in reference:
         asserts = [str(a) for a in reference["asserts"]]
-        for i, source in enumerate(asserts):
+        for source in asserts:
             ast.parse(source)  # a bad reference is an error of the task, not of the model
         return {"asserts": asserts}, 1
     if "io" in reference:

@@ -187,7 +187,7 @@ class RemoteFunction:
         return f"<solution function {self._name}>"
 
 
-# --- the three kinds of tests ----------------------------------------------------------------------
+# --- the three kinds of tests ---------------------------------------------------------------------
 
 
 class Job:
@@ -320,7 +320,7 @@ def _normalise(text: str) -> list[str]:
     return lines
 
 
-# --- asserts ---------------------------------------------------------------------------------------
+# --- asserts --------------------------------------------------------------------------------------
 
 
 def _names(node: ast.AST) -> tuple[set[str], set[str]]:

@@ -89,7 +89,7 @@ def mount(
     _check(_libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
-# --- the file tree ---------------------------------------------------------------------------------
+# --- the file tree --------------------------------------------------------------------------------
 
 
 def visible_paths() -> list[str]:
@@ -131,7 +131,7 @@ def _build_root(root: str, uid: int, spec: dict[str, Any]) -> None:
     os.chroot(root)
 
 
-# --- cgroups (v1) ----------------------------------------------------------------------------------
+# --- cgroups (v1) ---------------------------------------------------------------------------------
 
 
 def cgroup_dirs(name: str) -> list[str]:
@@ -168,7 +168,7 @@ def _join_cgroups(dirs: list[str]) -> None:
             fh.write(str(os.getpid()))
 
 
-# --- entering the sandbox --------------------------------------------------------------------------
+# --- entering the sandbox -------------------------------------------------------------------------
 
 
 def enter(spec: dict[str, Any], uid: int | None) -> None:
@@ -218,7 +218,7 @@ def _own_processes() -> int:
     return n
 
 
-# --- tearing down ----------------------------------------------------------------------------------
+# --- tearing down ---------------------------------------------------------------------------------
 
 
 def _children() -> list[int]:
@@ -287,7 +287,7 @@ def _cgroup_busy(d: str) -> bool:
         return False
 
 
-# --- what works here -------------------------------------------------------------------------------
+# --- what works here ------------------------------------------------------------------------------
 
 
 def probe(root: str) -> dict[str, Any]:

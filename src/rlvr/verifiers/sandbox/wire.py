@@ -30,7 +30,7 @@ class WireTimeout(WireError):
     pass
 
 
-# --- plain data <-> JSON trees ---------------------------------------------------------------------
+# --- plain data <-> JSON trees --------------------------------------------------------------------
 
 
 def encode(value: Any, depth: int = 0) -> Any:
@@ -96,7 +96,7 @@ def decode(tree: Any, depth: int = 0) -> Any:
     raise WireError(f"unknown tag {tag!r}")
 
 
-# --- framing over file descriptors -----------------------------------------------------------------
+# --- framing over file descriptors ----------------------------------------------------------------
 
 
 def _wait(fd: int, event: int, deadline: float | None) -> None:
