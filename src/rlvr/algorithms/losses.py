@@ -88,6 +88,12 @@ def policy_loss(
     """
     mask = mask.to(logp.dtype)
     adv = advantages.to(logp.dtype).unsqueeze(1)
+    # Masked positions may hold anything (padding, tokens after EOS). Make their log-ratios 0
+    # before any exp(): otherwise exp() can overflow there and inf * 0 puts NaN in the loss.
+    keep = mask > 0
+    old_logp = torch.where(keep, old_logp, logp.detach())
+    if ref_logp is not None:
+        ref_logp = torch.where(keep, ref_logp, logp.detach())
     ratio = importance_ratio(logp, old_logp, mask, settings.ratio_level)
     clipped = ratio.clamp(1 - settings.eps_low, 1 + settings.eps_high)
     objective = torch.minimum(ratio * adv, clipped * adv)

@@ -221,8 +221,13 @@ def update_policy(
             loss, metrics = policy_loss(
                 logp, old, batch.advantages[rows], mask, settings, ref, entropy
             )
-            # Micro-batches add up to the full-batch loss (gradient accumulation).
-            (loss * len(rows) / n_rows).backward()
+            # Micro-batches add up to the full-batch loss (gradient accumulation): a token mean
+            # is weighted by the micro-batch's share of the tokens, the others by its rows.
+            if settings.aggregation == "token":
+                weight = float(mask.sum()) / max(float(batch.loss_mask.sum()), 1.0)
+            else:
+                weight = len(rows) / n_rows
+            (loss * weight).backward()
             metrics["loss"] = float(loss)
             metrics["entropy"] = float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1))
             for key, value in metrics.items():
