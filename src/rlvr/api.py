@@ -93,3 +93,10 @@ def eval_model(
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(result, indent=2))
     return result
+
+
+def report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html``, self-contained (plots embedded): returns its path."""
+    from rlvr.tracking.report import write_report
+
+    return write_report(run_dir)

@@ -86,32 +86,114 @@ def sft(
     _print_summary(api.sft(_config(config, set_, name=name, out_dir=out, seed=seed)), "sft")
 
 
+RunDirOpt = Annotated[
+    Path | None, typer.Option("--out", help="the run directory (default runs/<name>)")
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="your data: .jsonl, .json, .csv, .parquet or a saved `datasets` directory, "
+        "with prompt and answer columns"
+    ),
+]
+SkipBadOpt = Annotated[
+    bool, typer.Option("--skip-bad-rows", help="drop invalid data rows (listed) and go on")
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda (bf16 on GPU)")]
+
+
+def _run_dir_fields(out: Path | None, name: str | None) -> dict[str, Any]:
+    """``--out DIR`` is the run directory itself: RunConfig keeps it as out_dir/name."""
+    if out is None:
+        return {"name": name}
+    if name is not None:
+        raise typer.BadParameter("give --out (the run directory) or --name, not both")
+    out = out.expanduser()
+    return {"out_dir": str(out.parent), "name": out.name}
+
+
+def _task_fields(
+    task: str | None, data: str | None, verifier: str | None, skip_bad_rows: bool
+) -> dict[str, Any]:
+    if task and data:
+        raise typer.BadParameter("give --task or --data, not both")
+    fields: dict[str, Any] = {}
+    if data:
+        fields = {"name": "file", "options": {"path": data}}
+        if skip_bad_rows:
+            fields["options"]["skip_bad_rows"] = True
+    elif task:
+        fields["name"] = task
+    if verifier:
+        fields["verifier"] = verifier
+    return fields
+
+
+def _model_fields(
+    model: str | None,
+    device: str | None,
+    lora_r: int | None = None,
+    lora_alpha: int | None = None,
+    lora_targets: str | None = None,
+    merge_lora: bool | None = None,
+) -> dict[str, Any]:
+    fields = {
+        "path": model,
+        "device": device,
+        "lora_r": lora_r,
+        "lora_alpha": lora_alpha,
+        "lora_target_modules": lora_targets.split(",") if lora_targets else None,
+        "lora_merge": merge_lora,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 @app.command()
 def train(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     name: NameOpt = None,
-    out: OutOpt = None,
+    out: RunDirOpt = None,
     seed: SeedOpt = None,
     model: Annotated[str | None, typer.Option(help="local Hugging Face model directory")] = None,
-    task: Annotated[str | None, typer.Option(help="task name, e.g. arithmetic, humaneval")] = None,
+    data: DataOpt = None,
+    task: Annotated[
+        str | None, typer.Option(help="task name, e.g. arithmetic, reasoning_gym:NAME")
+    ] = None,
     verifier: Annotated[
-        str | None, typer.Option(help="verifier name (default: the task's)")
+        str | None, typer.Option(help="verifier name, e.g. math, code (default: the task's)")
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="RL steps")] = None,
+    skip_bad_rows: SkipBadOpt = False,
+    device: DeviceOpt = None,
+    system_prompt: Annotated[
+        str | None, typer.Option(help="system prompt (chat-template models)")
+    ] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank; 0 = full fine-tuning")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha (default 2 * r)")] = None,
+    lora_targets: Annotated[
+        str | None, typer.Option(help="comma-separated modules to adapt (default all-linear)")
+    ] = None,
+    merge_lora: Annotated[
+        bool | None, typer.Option("--merge-lora", help="also save merged weights")
+    ] = None,
 ) -> None:
     """RL with GRPO (from this run's SFT checkpoint, or from --model)."""
     from rlvr import api
 
-    fields: dict[str, Any] = {"name": name, "out_dir": out, "seed": seed}
-    if model:
-        fields["model"] = {"path": model}
-    task_fields = {k: v for k, v in {"name": task, "verifier": verifier}.items() if v}
+    fields: dict[str, Any] = {"seed": seed, **_run_dir_fields(out, name)}
+    model_fields = _model_fields(model, device, lora_r, lora_alpha, lora_targets, merge_lora)
+    if model_fields:
+        fields["model"] = model_fields
+    task_fields = _task_fields(task, data, verifier, skip_bad_rows)
+    if system_prompt is not None:
+        task_fields["system_prompt"] = system_prompt
     if task_fields:
         fields["task"] = task_fields
     if max_steps is not None:
         fields["rl"] = {"steps": max_steps}
-    _print_summary(api.train(_config(config, set_, **fields)), "train")
+    cfg = _config(config, set_, **fields)
+    _print_summary(api.train(cfg), f"train {cfg.run_dir}")
 
 
 @app.command()
@@ -131,27 +213,63 @@ def sample(
     )
 
 
+def _default_eval_output(model: str, out: Path | None) -> Path:
+    """``--out DIR`` -> DIR/eval.json; a run's checkpoint -> that run's eval-<stage>.json;
+    any other model directory -> eval.json inside it."""
+    if out is not None:
+        return out / "eval.json"
+    path = Path(model)
+    if path.parent.name == "checkpoints":
+        return path.parent.parent / f"eval-{path.name}.json"
+    return path / "eval.json"
+
+
 @app.command("eval")
 def eval_(
-    model: Annotated[str, typer.Option(help="checkpoint directory (save_pretrained output)")],
+    model: Annotated[str, typer.Option(help="model or checkpoint directory (HF or LoRA)")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
     seed: SeedOpt = None,
+    data: DataOpt = None,
     task: Annotated[str | None, typer.Option(help="task name")] = None,
     verifier: Annotated[
         str | None, typer.Option(help="verifier name (default: the task's)")
     ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="directory for eval.json (e.g. the run dir)")
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
+    skip_bad_rows: SkipBadOpt = False,
+    device: DeviceOpt = None,
 ) -> None:
-    """Held-out pass@1 (greedy) and pass@k (unbiased estimator) of a checkpoint."""
+    """pass@1 (greedy) and pass@k (unbiased estimator) of a model on held-out problems.
+
+    With --data, every row of the file is a held-out problem (up to eval.heldout)."""
     from rlvr import api
 
     fields: dict[str, Any] = {"seed": seed}
-    task_fields = {k: v for k, v in {"name": task, "verifier": verifier}.items() if v}
+    task_fields = _task_fields(task, data, verifier, skip_bad_rows)
+    if data:
+        task_fields["options"]["heldout_fraction"] = 1.0
     if task_fields:
         fields["task"] = task_fields
+    if device:
+        fields["model"] = {"device": device}
+    output = output or _default_eval_output(model, out)
     result = api.eval_model(_config(config, set_, **fields), model, output)
     _print_summary({k: v for k, v in result.items() if k != "samples"}, f"eval {model}")
+    console.print(f"results written to {output}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+) -> None:
+    """Write RUN_DIR/report.html: config, summary, plots and sample completions, in one file."""
+    from rlvr import api
+
+    path = api.report(run_dir)
+    console.print(f"report written to {path}")
 
 
 @app.command()

@@ -29,6 +29,15 @@ class ModelConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     gradient_checkpointing: bool = False
     threads: int | None = Field(None, gt=0, description="torch CPU threads; None = all cores")
+    lora_r: int = Field(0, ge=0, description="LoRA rank (PEFT); 0 trains all weights")
+    lora_alpha: int | None = Field(None, gt=0, description="LoRA alpha; None = 2 * lora_r")
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_target_modules: list[str] | str = Field(
+        "all-linear", description="module names to adapt, or all-linear"
+    )
+    lora_merge: bool = Field(
+        False, description="also save merged weights (checkpoints/<stage>-merged) with LoRA"
+    )
 
 
 class TaskConfig(Section):

@@ -30,6 +30,15 @@ def load_policy(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model and tokenizer from ``path``. ``dtype="auto"`` is bf16 on GPU, fp32 on CPU."""
     path = Path(path)
+    from rlvr.models.lora import adapter_base_path, is_adapter_dir, load_adapter
+
+    if is_adapter_dir(path):  # a LoRA checkpoint: its base model, then the adapters
+        base, _ = load_policy(adapter_base_path(path), device, dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        return load_adapter(base, path), tokenizer
     if not (path / "config.json").is_file():
         raise ModelNotFound(
             f"no Hugging Face model at {path} (no config.json); pass a directory written by "

@@ -28,6 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import RunConfig, dump_config
 from rlvr.models.load import load_policy
+from rlvr.models.lora import apply_lora, is_peft, save_merged
 from rlvr.models.tiny import save_tiny
 from rlvr.rollout.prompts import format_prompt
 from rlvr.tasks.base import Example, Task, get_task
@@ -48,8 +49,11 @@ def build_task(cfg: RunConfig) -> Task:
     family = cfg.task.name.partition(":")[0]
     options = dict(cfg.task.options)
     factory = _TASKS.get(family)
-    if factory is not None and "seed" in inspect.signature(factory).parameters:
+    params = inspect.signature(factory).parameters if factory is not None else {}
+    if "seed" in params:
         options.setdefault("seed", cfg.seed)
+    if "verifier" in params and cfg.task.verifier:  # a file task parses references for it
+        options.setdefault("verifier", cfg.task.verifier)
     return get_task(cfg.task.name, **options)
 
 
@@ -104,6 +108,10 @@ class RunContext:
             )
         return load_policy(init, m.device, m.dtype)
 
+    def trainable(self, model: PreTrainedModel) -> PreTrainedModel:
+        """The policy to train: with fresh LoRA adapters when ``model.lora_r > 0``."""
+        return apply_lora(model, self.cfg.model)
+
     def load(self, stage: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         path = self.checkpoint_dir(stage)
         return load_policy(path, self.cfg.model.device, self.cfg.model.dtype)
@@ -111,8 +119,12 @@ class RunContext:
     def save(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stage: str) -> Path:
         path = self.checkpoint_dir(stage)
         tmp = path.with_name(path.name + ".tmp")
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp)  # a PeftModel saves its adapters only
         tokenizer.save_pretrained(tmp)
+        if self.cfg.model.lora_merge and is_peft(model) and not stage.endswith("-last"):
+            merged = self.checkpoint_dir(stage + "-merged")
+            save_merged(model, merged)
+            tokenizer.save_pretrained(merged)
         if path.exists():
             old = path.with_name(path.name + ".old")
             os.replace(path, old)

@@ -141,6 +141,7 @@ def stage_rl(ctx: RunContext, init: str = "sft") -> dict[str, Any]:
     start = int(progress.get("step", 0))
     source = "rl-last" if start else init
     policy, tokenizer = ctx.load(source) if source != "init" else ctx.initial_policy()
+    policy = ctx.trainable(policy)  # LoRA adapters when model.lora_r > 0
     reference = None
     if algo.beta > 0:  # frozen copy of the starting policy; beta == 0 loads none
         reference, _ = ctx.load(init) if init != "init" else ctx.initial_policy()

@@ -2,7 +2,9 @@
 
 from rlvr.tasks import (
     arithmetic,  # noqa: F401  (registers "arithmetic")
+    files,  # noqa: F401  (registers "file")
     humaneval,  # noqa: F401  (registers "humaneval")
+    reasoning_gym,  # noqa: F401  (registers "reasoning_gym"; imports the package lazily)
 )
 from rlvr.tasks.base import Example, Task, get_task, register_task, task_names
 

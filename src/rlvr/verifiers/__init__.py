@@ -12,6 +12,7 @@ from rlvr.verifiers import arithmetic  # noqa: F401  (registers "arithmetic")
 from rlvr.verifiers import code  # noqa: F401  (registers "code")
 from rlvr.verifiers import format  # noqa: F401  (registers "format")
 from rlvr.verifiers import math  # noqa: F401  (registers "math")
+from rlvr.verifiers import reasoning_gym  # noqa: F401  (registers "reasoning_gym")
 from rlvr.verifiers import coq  # noqa: F401  (registers "coq")
 from rlvr.verifiers import compose  # noqa: F401  (registers "gate", "weighted_sum", ...)
 
