@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.tasks.base import Example, Split, register_task
+from rlvr.verifiers.references import expects_object, parse_json_reference
 
-OBJECT_VERIFIERS = {"code", "coq", "reasoning_gym"}  # references are mappings, not strings
 MAX_LISTED = 20  # bad rows named in the error; the rest are counted
 
 
@@ -147,9 +147,7 @@ class FileTask:
         self.verifier_options: dict[str, Any] = {}
         self.prompt_column, self.answer_column = prompt_column, answer_column
         self.solution_column = solution_column
-        self.reference_json = (
-            verifier in OBJECT_VERIFIERS if reference_json is None else reference_json
-        )
+        self.reference_json = expects_object(verifier) if reference_json is None else reference_json
         self.skip_bad_rows = skip_bad_rows
         rows = self._load(Path(path))
         if heldout_path:
@@ -201,15 +199,11 @@ class FileTask:
         reference = row.get(self.answer_column)
         if reference is None or (isinstance(reference, str) and not reference.strip()):
             raise ValueError(f"empty or missing {self.answer_column!r}")
-        if self.reference_json and isinstance(reference, str):
-            text = reference.strip()
-            if text[:1] in "{[":
-                try:
-                    reference = json.loads(text)
-                except json.JSONDecodeError as e:
-                    raise ValueError(
-                        f"{self.answer_column!r} is not valid JSON ({e.msg})"
-                    ) from None
+        if self.reference_json:
+            try:
+                reference = parse_json_reference(reference, strict=True)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{self.answer_column!r}: bad JSON ({e.msg})") from None
         elif not self.reference_json and not isinstance(reference, str):
             reference = str(reference)  # e.g. a number in CSV/Parquet, for the math verifier
         solution = row.get(self.solution_column) if self.solution_column else None
