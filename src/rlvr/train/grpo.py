@@ -228,7 +228,7 @@ def update_policy(
             else:
                 weight = len(rows) / n_rows
             (loss * weight).backward()
-            metrics["loss"] = float(loss)
+            metrics["loss"] = float(loss.detach())
             metrics["entropy"] = float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1))
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value * len(rows) / n_rows

@@ -1,0 +1,379 @@
+"""rlvr's GRPO step against TRL's ``GRPOTrainer``, side by side in one run.
+
+Same everything: starting weights (a cold-start SFT checkpoint of the embedded model, made here
+with ``rlvr.api.sft`` unless ``--init`` names one), tokenizer, prompts (the arithmetic task's train
+split), G, prompts per step, max completion length, learning rate and schedule (constant, no
+warm-up), AdamW betas, grad clipping, beta, temperature, loss aggregation (ours ``sequence`` =
+TRL's ``loss_type="grpo"``), reward scaling, one update per batch, steps and CPU threads. TRL's
+reward function wraps our arithmetic verifier. Both are then scored by the same ``rlvr.eval``
+greedy pass@1 on held-out problems.
+
+Per-step time is the median after ``--warmup`` steps. The FLOP estimate per step is
+``6 * params * trained_tokens + 2 * params * generated_tokens`` (trained tokens: prompt and
+completion of every row; the same token counts are measured for both trainers), compared with the
+machine's matmul peak measured here with a torch matmul loop.
+
+Usage: ``python bench/vs_trl.py [--steps 20] [--model-scale 20] [--init CHECKPOINT]``.
+Human-readable progress goes to stderr; the last line on stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_DISABLED", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+
+import torch  # noqa: E402
+
+from rlvr.config import AlgorithmConfig, RLConfig, RolloutConfig, load_config  # noqa: E402
+from rlvr.eval import evaluate  # noqa: E402
+from rlvr.models.load import load_policy  # noqa: E402
+from rlvr.tasks.arithmetic import AdditionTask  # noqa: E402
+from rlvr.verifiers.base import get_verifier  # noqa: E402
+
+# --model-scale N: a Llama about N times the default embedded one (hidden 128, 4 layers, ~1M).
+SCALES = {1: {"hidden_size": 128, "num_layers": 4, "num_heads": 4}}
+SCALES[20] = {"hidden_size": 512, "num_layers": 5, "num_heads": 8}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def matmul_peak(threads: int, seconds: float = 2.0, n: int = 1024) -> float:
+    """FLOP/s of a float32 square matmul loop: the ceiling a CPU trainer can hope for."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - t0)
+
+
+def make_sft_checkpoint(scale: int, work: Path, args) -> Path:
+    from rlvr import api
+
+    sft = {"examples": args.sft_examples, "epochs": args.sft_epochs}
+    cfg = load_config(
+        name="sft",
+        out_dir=str(work),
+        model={**SCALES[scale], "threads": args.threads, "device": "cpu"},
+        sft=sft,
+        eval={"heldout": 16, "k": 1, "samples": 1},
+        logging={"progress": False},
+    )
+    t0 = time.perf_counter()
+    summary = api.sft(cfg)
+    log(
+        f"cold-start SFT: {time.perf_counter() - t0:.0f}s, "
+        f"held-out pass@1 {summary.get('sft_accuracy', float('nan')):.2f}"
+    )
+    return cfg.run_dir / "checkpoints" / "sft"
+
+
+class Scorer:
+    """Our arithmetic verifier, in process, for both trainers (it is microseconds per answer)."""
+
+    def __init__(self) -> None:
+        self.verifier = get_verifier("arithmetic")
+
+    def __call__(self, responses: list[str], references: list) -> list:
+        return [self.verifier.verify(r, ref) for r, ref in zip(responses, references, strict=True)]
+
+
+def heldout_pass1(model, tokenizer, examples, max_new_tokens: int) -> float:
+    result = evaluate(
+        model, tokenizer, examples, Scorer(), max_new_tokens, k=1, samples=1, with_sampling=False
+    )
+    return float(result["pass@1"])
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def step_flops(params: int, trained_tokens: int, generated_tokens: int) -> float:
+    return 6 * params * trained_tokens + 2 * params * generated_tokens
+
+
+# -- rlvr -----------------------------------------------------------------------------------------
+
+
+def run_rlvr(init: Path, train, args) -> dict:
+    from rlvr.rollout.prompts import format_prompt
+    from rlvr.train.grpo import batch_metrics, collect_batch, loss_settings, update_policy
+    from rlvr.train.optim import make_optimizer
+
+    torch.manual_seed(args.seed)
+    policy, tokenizer = load_policy(init, "cpu", "float32")
+    rollout = RolloutConfig(
+        group_size=args.group_size, max_new_tokens=args.max_new_tokens, temperature=1.0
+    )
+    algo = AlgorithmConfig(beta=args.beta, aggregation="sequence", scale="group", mu=1)
+    rl = RLConfig(
+        steps=args.steps,
+        prompts_per_step=args.prompts,
+        lr=args.lr,
+        warmup_ratio=0.0,
+        schedule="constant",
+        max_grad_norm=1.0,
+        micro_batch_size=args.prompts * args.group_size,
+    )
+    reference = None
+    if args.beta > 0:
+        reference, _ = load_policy(init, "cpu", "float32")
+        reference.eval().requires_grad_(False)
+    optimizer, scheduler = make_optimizer(policy, rl.lr, rl.steps, 0.0, 0.0, "constant")
+    settings = loss_settings(algo, rollout.max_new_tokens)
+    generator = torch.Generator().manual_seed(args.seed)
+    prompts = iter(train * (1 + args.steps * args.prompts // len(train)))
+    score = Scorer()
+    steps, params = [], n_params(policy)
+    for step in range(1, args.steps + 1):
+        t0 = time.perf_counter()
+        batch = collect_batch(
+            policy,
+            tokenizer,
+            prompts,
+            rl.prompts_per_step,
+            score,
+            rollout,
+            algo,
+            generator,
+            lambda p: format_prompt(tokenizer, p),
+        )
+        values = batch_metrics(batch)
+        values.update(
+            update_policy(policy, batch, optimizer, scheduler, settings, algo, rl, reference)
+        )
+        seconds = time.perf_counter() - t0
+        generated = int(batch.rollouts.completion_lengths.sum())
+        trained = int(batch.rollouts.attention_mask.sum())
+        steps.append(
+            {
+                "seconds": seconds,
+                "generate": values["time/generate"],
+                "verify": values["time/verify"],
+                "ref_logprobs": values["time/ref_logprobs"] + values["time/old_logprobs"],
+                "update": values["time/update"],
+                "flops": step_flops(params, trained, generated),
+                "reward": values["reward"],
+            }
+        )
+        log(
+            f"  rlvr step {step:3d}: {seconds:.3f}s  reward {values['reward']:.2f}  "
+            f"gen {values['time/generate']:.3f}s  update {values['time/update']:.3f}s"
+        )
+    return {"steps": steps, "model": policy, "tokenizer": tokenizer, "params": params}
+
+
+# -- TRL ------------------------------------------------------------------------------------------
+
+
+def run_trl(init: Path, train, args, work: Path) -> dict:
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    policy, tokenizer = load_policy(init, "cpu", "float32")
+    score = Scorer()
+    phase: dict[str, float] = defaultdict(float)
+    tokens = {"generated": 0, "trained": 0}
+
+    def arithmetic_reward(prompts, completions, completion_ids, reference, **_):
+        t0 = time.perf_counter()
+        rewards = [v.score for v in score(completions, reference)]
+        phase["verify"] += time.perf_counter() - t0
+        tokens["generated"] += sum(len(c) for c in completion_ids)
+        prompt_tokens = [len(tokenizer(p)["input_ids"]) for p in prompts]
+        tokens["trained"] += sum(prompt_tokens) + sum(len(c) for c in completion_ids)
+        return rewards
+
+    config = GRPOConfig(
+        output_dir=str(work / "trl"),
+        use_cpu=True,
+        seed=args.seed,
+        num_generations=args.group_size,
+        per_device_train_batch_size=args.prompts * args.group_size,
+        gradient_accumulation_steps=1,
+        max_completion_length=args.max_new_tokens,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        adam_beta1=0.9,
+        adam_beta2=0.99,
+        max_grad_norm=1.0,
+        beta=args.beta,
+        temperature=1.0,
+        top_p=1.0,
+        loss_type="grpo",  # per-sequence token mean, then the batch mean: our "sequence"
+        scale_rewards="group",
+        epsilon=0.2,
+        num_iterations=1,
+        use_vllm=False,
+        max_steps=args.steps,
+        logging_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        bf16=False,
+        fp16=False,
+        dataloader_num_workers=0,
+        log_completions=False,
+    )
+    dataset = Dataset.from_list([{"prompt": e.prompt, "reference": e.reference} for e in train])
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=arithmetic_reward,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+
+    # Phase timers around TRL's own methods (its profiling_context reports only to trackers).
+    def timed(name: str, fn):
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                phase[name] += time.perf_counter() - t0
+
+        return wrapper
+
+    trainer._generate = timed("generate_all", trainer._generate)
+    trainer._generate_and_score_completions = timed(
+        "prepare", trainer._generate_and_score_completions
+    )
+    params = n_params(policy)
+    steps: list[dict] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, *_, **__):
+            phase.clear()
+            tokens.update(generated=0, trained=0)
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, *_, **__):
+            seconds = time.perf_counter() - self.t0
+            generate = phase["generate_all"]  # TRL scores rewards after _generate returns
+            prep = phase["prepare"]
+            steps.append(
+                {
+                    "seconds": seconds,
+                    "generate": generate,
+                    "verify": phase["verify"],
+                    # what else _generate_and_score_completions does: ref log-probs, advantages
+                    "ref_logprobs": max(prep - generate - phase["verify"], 0.0),
+                    "update": seconds - prep,
+                    "flops": step_flops(params, tokens["trained"], tokens["generated"]),
+                }
+            )
+            log(
+                f"  trl  step {len(steps):3d}: {seconds:.3f}s  gen {generate:.3f}s  "
+                f"update {seconds - prep:.3f}s"
+            )
+
+    trainer.add_callback(StepTimer())
+    trainer.train()
+    return {"steps": steps, "model": trainer.model, "tokenizer": tokenizer, "params": params}
+
+
+# -- the comparison -------------------------------------------------------------------------------
+
+
+def summarise(name: str, run: dict, warmup: int, peak: float) -> dict:
+    steady = run["steps"][warmup:] or run["steps"]
+    med = {k: statistics.median(s[k] for s in steady) for k in steady[0] if k != "reward"}
+    flops = med["flops"] / med["seconds"]
+    log(
+        f"{name:5s} median s/step {med['seconds']:.3f}  generate {med['generate']:.3f}  "
+        f"verify {med['verify']:.4f}  ref/old logprobs {med['ref_logprobs']:.3f}  "
+        f"update {med['update']:.3f}  ~{flops / 1e9:.2f} GFLOP/s "
+        f"({100 * flops / peak:.1f}% of peak)"
+    )
+    return {**med, "flop_per_s": flops, "peak_fraction": flops / peak}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3, help="steps left out of the median")
+    ap.add_argument("--prompts", type=int, default=8, help="prompts per step")
+    ap.add_argument("--group-size", type=int, default=8, help="G: completions per prompt")
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--beta", type=float, default=0.0)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--model-scale", type=int, default=1, choices=sorted(SCALES))
+    ap.add_argument("--init", type=Path, help="SFT checkpoint to start both from")
+    ap.add_argument("--sft-examples", type=int, default=200)
+    ap.add_argument("--sft-epochs", type=int, default=8)
+    ap.add_argument("--heldout", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="bench-vs-trl-"))
+    init = args.init or make_sft_checkpoint(args.model_scale, work, args)
+    task = AdditionTask(seed=args.seed)
+    train = task.examples("train", args.steps * args.prompts)
+    heldout = task.examples("heldout", args.heldout)
+    peak = matmul_peak(args.threads)
+    log(f"matmul peak: {peak / 1e9:.1f} GFLOP/s on {args.threads} threads; work dir {work}")
+
+    results = {}
+    for name, runner in [("rlvr", run_rlvr), ("trl", run_trl)]:
+        log(f"{name}: {args.steps} steps of {args.prompts} prompts x {args.group_size}")
+        run = runner(init, train, args) if name == "rlvr" else runner(init, train, args, work)
+        summary = summarise(name, run, args.warmup, peak)
+        summary["heldout"] = heldout_pass1(
+            run["model"], run["tokenizer"], heldout, args.max_new_tokens
+        )
+        summary["params"] = run["params"]
+        log(f"{name}: held-out greedy pass@1 after {args.steps} steps: {summary['heldout']:.3f}")
+        results[name] = summary
+
+    r, t = results["rlvr"], results["trl"]
+    out = {
+        "steps": args.steps,
+        "model_scale": args.model_scale,
+        "params": r["params"],
+        "threads": args.threads,
+        "rlvr_s_per_step": round(r["seconds"], 4),
+        "trl_s_per_step": round(t["seconds"], 4),
+        "speedup": round(t["seconds"] / r["seconds"], 2),
+        "rlvr_heldout": r["heldout"],
+        "trl_heldout": t["heldout"],
+        "peak_gflops": round(peak / 1e9, 1),
+        "rlvr_peak_fraction": round(r["peak_fraction"], 4),
+        "trl_peak_fraction": round(t["peak_fraction"], 4),
+        "profile_s": {
+            name: {
+                k: round(results[name][k], 4)
+                for k in ("generate", "verify", "ref_logprobs", "update")
+            }
+            for name in results
+        },
+    }
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
