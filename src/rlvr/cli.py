@@ -308,11 +308,12 @@ def main() -> None:
     """Entry point: user errors become one clear line and a non-zero exit, not a traceback."""
     import os
 
+    # Set before transformers is imported (only commands that load a model import it; `rlvr
+    # verify` must start fast): quiet HF's own logging and its weight-loading bars.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rlvr.config import ConfigError
 
     try:

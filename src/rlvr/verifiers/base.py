@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 Status = Literal["correct", "partial", "wrong", "no_answer", "timeout", "error", "blocked"]
-STATUSES: tuple[str, ...] = ("correct", "partial", "wrong", "no_answer", "timeout", "error", "blocked")
+STATUSES: tuple[str, ...] = (
+    "correct",
+    "partial",
+    "wrong",
+    "no_answer",
+    "timeout",
+    "error",
+    "blocked",
+)
 
 
 @dataclass(frozen=True)
