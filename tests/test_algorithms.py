@@ -317,16 +317,18 @@ def tiny():
     return build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2), tokenizer
 
 
-def make_batch(model, tokenizer, algo, rollout):
+def make_batch(model, tokenizer, algo, rollout, rewards=(0.0, 1.0)):
+    """A batch of 4 prompts whose rewards cycle through ``rewards`` row by row."""
     from rlvr.tasks.arithmetic import AdditionTask
     from rlvr.train.grpo import collect_batch
     from rlvr.verifiers.base import Verdict
 
     examples = AdditionTask().examples("train", 4)
-    flip = iter(range(10_000))
+    cycle = iter(range(10_000))
 
-    def score(texts, refs):  # alternate rewards, so every group is informative
-        return [Verdict(float(next(flip) % 2), "correct") for _ in texts]
+    def score(texts, refs):
+        r = [rewards[next(cycle) % len(rewards)] for _ in texts]
+        return [Verdict(x, "correct" if x == 1 else "wrong") for x in r]
 
     g = torch.Generator().manual_seed(0)
     return collect_batch(model, tokenizer, iter(examples), 4, score, rollout, algo, g)
@@ -355,30 +357,61 @@ def test_mu_computes_pi_old_once(tiny, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("aggregation", ["sequence", "token", "constant"])
-def test_micro_batches_add_up_to_the_full_batch_gradient(tiny, aggregation) -> None:
-    """Gradient accumulation over micro-batches must give the loss of the whole batch."""
+@pytest.mark.parametrize("micro", [64, 3])
+def test_update_gradient_is_the_full_batch_loss_gradient(tiny, aggregation, micro) -> None:
+    """Micro-batches (gradient accumulation) and skipped tied groups (zero advantage) must give
+    the gradient of the loss of the whole batch, computed in one piece."""
     import copy
 
     import rlvr.train.grpo as grpo
     from rlvr.config import AlgorithmConfig, RLConfig, RolloutConfig
+    from rlvr.train.logprobs import token_logprobs
 
     model, tokenizer = tiny
     algo = AlgorithmConfig(aggregation=aggregation, beta=0.0)
-    batch = make_batch(model, tokenizer, algo, RolloutConfig(group_size=2, max_new_tokens=8))
+    rewards = (1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0)  # groups of 2: tied, live, tied, live
+    batch = make_batch(
+        model, tokenizer, algo, RolloutConfig(group_size=2, max_new_tokens=8), rewards
+    )
+    assert (batch.advantages == 0).sum() == 4
     for i in range(len(batch.loss_mask)):  # uneven lengths, so token and row weights differ
         batch.loss_mask[i, 1 + i % 7 :] = 0.0
-    grads = []
-    for micro in (64, 3):
-        m = copy.deepcopy(model)
-        opt = torch.optim.SGD(m.parameters(), lr=0.0)  # lr 0: keep the gradient, move nothing
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-        original = opt.zero_grad
-        opt.zero_grad = lambda set_to_none=True: None  # keep .grad for inspection
-        rl = RLConfig(micro_batch_size=micro, max_grad_norm=1e9)
-        grpo.update_policy(m, batch, opt, sched, grpo.loss_settings(algo, 8), algo, rl, None)
-        opt.zero_grad = original
-        grads.append(torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None]))
-    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+    settings = grpo.loss_settings(algo, 8)
+
+    whole = copy.deepcopy(model).train()
+    ro = batch.rollouts
+    logp, _ = token_logprobs(whole, ro.input_ids, ro.attention_mask, ro.completion_mask.shape[1])
+    loss, _ = policy_loss(logp, logp.detach(), batch.advantages, batch.loss_mask, settings)
+    loss.backward()
+    expected = torch.cat([p.grad.flatten() for p in whole.parameters()])
+
+    m = copy.deepcopy(model)
+    opt = torch.optim.SGD(m.parameters(), lr=0.0)  # lr 0: keep the gradient, move nothing
+    opt.zero_grad = lambda set_to_none=True: None  # keep .grad for inspection
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    rl = RLConfig(micro_batch_size=micro, max_grad_norm=1e9)
+    out = grpo.update_policy(m, batch, opt, sched, settings, algo, rl, None)
+    got = torch.cat([p.grad.flatten() for p in m.parameters()])
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-4)
+    assert out["loss"] == pytest.approx(float(loss), abs=1e-6)
+
+
+def test_all_tied_still_steps_adam(tiny) -> None:
+    """No live row: the gradient is zero, and Adam's momentum still moves, as without skipping."""
+    import rlvr.train.grpo as grpo
+    from rlvr.config import AlgorithmConfig, RLConfig, RolloutConfig
+    from rlvr.train.optim import make_optimizer
+
+    model, tokenizer = tiny
+    algo = AlgorithmConfig()
+    batch = make_batch(
+        model, tokenizer, algo, RolloutConfig(group_size=2, max_new_tokens=4), (1.0,)
+    )
+    opt, sched = make_optimizer(model, 1e-3, 10)
+    settings = grpo.loss_settings(algo, 4)
+    out = grpo.update_policy(model, batch, opt, sched, settings, algo, RLConfig(), None)
+    assert out["grad_norm"] == 0.0 and out["loss"] == 0.0
+    assert len(opt.state) == len(list(model.parameters()))  # every parameter took its step
 
 
 @pytest.mark.parametrize(("beta", "loads"), [(0.0, 1), (0.04, 2)])

@@ -11,6 +11,8 @@ Choices, stated where they are made:
 - RL sees prompts and the verifier only, never the task's worked solutions.
 - Groups whose rewards are all equal get zero advantage; with ``dynamic_sampling`` they are
   dropped and replaced by fresh prompts (DAPO), up to ``max_resample_rounds`` extra rounds.
+  Without a KL or entropy term their rows carry zero gradient, so the update skips their
+  forward and backward passes (the loss normalisers still count them: the gradient is exact).
 """
 
 from __future__ import annotations
@@ -203,13 +205,21 @@ def update_policy(
     )
     t2 = time.perf_counter()
     n_rows = len(ro)
-    totals: dict[str, float] = {}
+    # A row with zero advantage (a tied group) carries exactly zero gradient when nothing else
+    # is in the loss (no KL, no entropy bonus): skip its forward and backward. It still counts
+    # in the normalisers (n_rows, the batch's tokens), so the gradient is the full batch's.
+    live = torch.arange(n_rows)
+    if settings.beta == 0 and not settings.entropy_coef:
+        live = (batch.advantages != 0).nonzero().squeeze(1)
+    n_live = max(len(live), 1)
+    totals: dict[str, float] = {"loss": 0.0}
     count = 0
     policy.train()
     for _ in range(algo.mu):
-        for rows, cols, plen in trimmed_slices(
-            ro.attention_mask, ro.completion_mask, ro.prompt_len, rl.micro_batch_size
+        for sub, cols, plen in trimmed_slices(
+            ro.attention_mask[live], ro.completion_mask[live], ro.prompt_len, rl.micro_batch_size
         ):
+            rows = live[sub]
             ids, att = ro.input_ids[rows, cols], ro.attention_mask[rows, cols]
             width = ids.shape[1] - plen
             logp, entropy = token_logprobs(
@@ -228,10 +238,14 @@ def update_policy(
             else:
                 weight = len(rows) / n_rows
             (loss * weight).backward()
-            metrics["loss"] = float(loss.detach())
+            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) * weight
+            # diagnostics: means over the rows that carry gradient
             metrics["entropy"] = float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1))
             for key, value in metrics.items():
-                totals[key] = totals.get(key, 0.0) + value * len(rows) / n_rows
+                totals[key] = totals.get(key, 0.0) + value * len(rows) / n_live
+        for p in policy.parameters():  # all rows tied: a zero gradient, so Adam still steps
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)
         count += 1
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), rl.max_grad_norm)
         optimizer.step()
