@@ -163,7 +163,9 @@ def run_rlvr(init: Path, train, args) -> dict:
         )
         seconds = time.perf_counter() - t0
         generated = int(batch.rollouts.completion_lengths.sum())
-        trained = int(batch.rollouts.attention_mask.sum())
+        # rows rlvr back-propagates: with beta == 0 it skips tied groups (zero advantage)
+        live = batch.advantages != 0 if args.beta == 0 else slice(None)
+        trained = int(batch.rollouts.attention_mask[live].sum())
         steps.append(
             {
                 "seconds": seconds,
@@ -173,10 +175,12 @@ def run_rlvr(init: Path, train, args) -> dict:
                 "update": values["time/update"],
                 "flops": step_flops(params, trained, generated),
                 "reward": values["reward"],
+                "frac_tied": values["frac_reward_zero_std"],
             }
         )
         log(
             f"  rlvr step {step:3d}: {seconds:.3f}s  reward {values['reward']:.2f}  "
+            f"tied groups {values['frac_reward_zero_std']:.2f}  "
             f"gen {values['time/generate']:.3f}s  update {values['time/update']:.3f}s"
         )
     return {"steps": steps, "model": policy, "tokenizer": tokenizer, "params": params}
@@ -300,7 +304,7 @@ def run_trl(init: Path, train, args, work: Path) -> dict:
 
 def summarise(name: str, run: dict, warmup: int, peak: float) -> dict:
     steady = run["steps"][warmup:] or run["steps"]
-    med = {k: statistics.median(s[k] for s in steady) for k in steady[0] if k != "reward"}
+    med = {k: statistics.median(s[k] for s in steady) for k in steady[0]}
     flops = med["flops"] / med["seconds"]
     log(
         f"{name:5s} median s/step {med['seconds']:.3f}  generate {med['generate']:.3f}  "
