@@ -27,9 +27,23 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-o", help="override a field: -o rl.steps=100 (repeatable)"),
 ]
-NameOpt = Annotated[str | None, typer.Option(help="run name: the run directory is <out>/<name>")]
-OutOpt = Annotated[str | None, typer.Option(help="parent folder of run directories (default runs)")]
+NameOpt = Annotated[str | None, typer.Option(help="run name: the run directory is runs/<name>")]
 SeedOpt = Annotated[int | None, typer.Option(help="random seed")]
+
+
+RunDirOpt = Annotated[
+    Path | None, typer.Option("--out", help="the run directory (default runs/<name>)")
+]
+
+
+def _run_dir_fields(out: Path | None, name: str | None) -> dict[str, Any]:
+    """``--out DIR`` is the run directory itself: RunConfig keeps it as out_dir/name."""
+    if out is None:
+        return {"name": name}
+    if name is not None:
+        raise typer.BadParameter("give --out (the run directory) or --name, not both")
+    out = out.expanduser()
+    return {"out_dir": str(out.parent), "name": out.name}
 
 
 @app.callback()
@@ -58,7 +72,7 @@ def run(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     name: NameOpt = None,
-    out: OutOpt = None,
+    out: RunDirOpt = None,
     seed: SeedOpt = None,
     resume: Annotated[
         bool, typer.Option(help="continue an interrupted run from its last checkpoint")
@@ -67,7 +81,7 @@ def run(
     """The whole DeepSeek-R1 recipe: cold-start SFT -> GRPO -> rejection sampling -> final SFT."""
     from rlvr import api
 
-    cfg = _config(config, set_, name=name, out_dir=out, seed=seed)
+    cfg = _config(config, set_, seed=seed, **_run_dir_fields(out, name))
     summary = api.run(cfg, resume=resume)
     _print_summary(summary, f"run {cfg.run_dir}")
 
@@ -77,18 +91,16 @@ def sft(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     name: NameOpt = None,
-    out: OutOpt = None,
+    out: RunDirOpt = None,
     seed: SeedOpt = None,
 ) -> None:
     """Cold-start SFT on the task's worked solutions (writes checkpoints/sft)."""
     from rlvr import api
 
-    _print_summary(api.sft(_config(config, set_, name=name, out_dir=out, seed=seed)), "sft")
+    cfg = _config(config, set_, seed=seed, **_run_dir_fields(out, name))
+    _print_summary(api.sft(cfg), "sft")
 
 
-RunDirOpt = Annotated[
-    Path | None, typer.Option("--out", help="the run directory (default runs/<name>)")
-]
 DataOpt = Annotated[
     str | None,
     typer.Option(
@@ -100,16 +112,6 @@ SkipBadOpt = Annotated[
     bool, typer.Option("--skip-bad-rows", help="drop invalid data rows (listed) and go on")
 ]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda (bf16 on GPU)")]
-
-
-def _run_dir_fields(out: Path | None, name: str | None) -> dict[str, Any]:
-    """``--out DIR`` is the run directory itself: RunConfig keeps it as out_dir/name."""
-    if out is None:
-        return {"name": name}
-    if name is not None:
-        raise typer.BadParameter("give --out (the run directory) or --name, not both")
-    out = out.expanduser()
-    return {"out_dir": str(out.parent), "name": out.name}
 
 
 def _task_fields(
@@ -201,15 +203,16 @@ def sample(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     name: NameOpt = None,
-    out: OutOpt = None,
+    out: RunDirOpt = None,
     seed: SeedOpt = None,
     source: Annotated[str, typer.Option(help="checkpoint of the run to sample from")] = "rl",
 ) -> None:
-    """Rejection sampling: k completions per training prompt, verified ones kept (rejection.jsonl)."""
+    """Rejection sampling: k samples per training prompt, verified ones kept (rejection.jsonl)."""
     from rlvr import api
 
     _print_summary(
-        api.sample(_config(config, set_, name=name, out_dir=out, seed=seed), source), "sample"
+        api.sample(_config(config, set_, seed=seed, **_run_dir_fields(out, name)), source),
+        "sample",
     )
 
 
