@@ -57,8 +57,8 @@ class TaskConfig(Section):
 
 class RolloutConfig(Section):
     group_size: int = Field(8, ge=1, description="G: completions per prompt")
-    max_new_tokens: int = Field(48, ge=1)
-    temperature: float = Field(1.0, ge=0)
+    max_new_tokens: int = Field(32, ge=1)
+    temperature: float = Field(0.7, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
 
 
@@ -69,7 +69,7 @@ class AlgorithmConfig(Section):
     epsilon_low: float = Field(0.2, gt=0, lt=1)
     epsilon_high: float = Field(0.2, gt=0)
     dual_clip: float | None = Field(None, gt=1)
-    beta: float = Field(0.0, ge=0, description="KL weight; 0 loads no reference model")
+    beta: float = Field(0.01, ge=0, description="KL weight; 0 loads no reference model")
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     ratio_level: Literal["token", "sequence"] = "token"
     aggregation: Literal["sequence", "token", "constant"] = "sequence"
@@ -85,8 +85,8 @@ class AlgorithmConfig(Section):
 
 
 class SFTConfig(Section):
-    examples: int = Field(200, ge=1, description="number of worked solutions (cold start)")
-    epochs: int = Field(8, ge=1)
+    examples: int = Field(500, ge=1, description="number of demonstrations (cold start)")
+    epochs: int = Field(16, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(3e-3, gt=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -96,25 +96,25 @@ class SFTConfig(Section):
 
 
 class RLConfig(Section):
-    steps: int = Field(200, ge=0)
+    steps: int = Field(500, ge=0)
     prompts_per_step: int = Field(8, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(5e-5, gt=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     schedule: Literal["cosine", "constant"] = "cosine"
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     micro_batch_size: int = Field(64, ge=1, description="rows per forward/backward")
     eval_every: int = Field(
-        50, ge=0, description="held-out pass@1 every N steps (0 = only at the end)"
+        100, ge=0, description="held-out pass@1 every N steps (0 = only at the end)"
     )
-    save_every: int = Field(50, ge=0, description="checkpoint every N steps (0 = only at the end)")
+    save_every: int = Field(100, ge=0, description="checkpoint every N steps (0 = only at the end)")
     verifier_workers: int | None = Field(None, ge=1)
 
 
 class RejectionConfig(Section):
     prompts: int = Field(1000, ge=1, description="training prompts to sample from")
     k: int = Field(4, ge=1, description="completions per prompt")
-    temperature: float = Field(1.0, ge=0)
+    temperature: float = Field(0.7, ge=0)
 
 
 class FinalSFTConfig(SFTConfig):
@@ -130,7 +130,7 @@ class EvalConfig(Section):
     heldout: int = Field(200, ge=1, description="held-out problems")
     k: int = Field(8, ge=1, description="pass@k")
     samples: int = Field(8, ge=1, description="samples per problem for pass@k (n >= k)")
-    temperature: float = Field(1.0, ge=0)
+    temperature: float = Field(0.7, ge=0)
 
     @model_validator(mode="after")
     def _n_at_least_k(self) -> EvalConfig:

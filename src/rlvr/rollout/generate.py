@@ -33,6 +33,7 @@ class Rollouts:
     texts: list[str]
     truncated: torch.Tensor  # (N,) bool: no EOS within the token budget
     group_size: int
+    temperature: float = 1.0  # the policy the tokens were sampled from is softmax(logits / T)
 
     @property
     def completion_ids(self) -> torch.Tensor:
@@ -173,4 +174,5 @@ def generate(
         texts=texts,
         truncated=~finished,
         group_size=group_size,
+        temperature=temperature if temperature > 0 else 1.0,
     )

@@ -44,20 +44,27 @@ class AdditionTask:
     def __init__(
         self,
         min_digits: int = 2,
-        max_digits: int = 3,
+        max_digits: int = 2,
         seed: int = 0,
         heldout_fraction: float = 0.2,
+        bare_answer_fraction: float = 0.5,
     ) -> None:
         if not 1 <= min_digits <= max_digits <= 12:
             raise ValueError("arithmetic task needs 1 <= min_digits <= max_digits <= 12")
         self.min_digits, self.max_digits = min_digits, max_digits
         self.seed = seed
         self.heldout_fraction = heldout_fraction
+        self.bare_answer_fraction = bare_answer_fraction
         self.verifier_options: dict = {}
 
     def _operand(self, rng: random.Random) -> int:
         digits = rng.randint(self.min_digits, self.max_digits)
         return rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1)
+
+    def _solution(self, a: int, b: int, rng: random.Random) -> str:
+        if self.bare_answer_fraction and rng.random() < self.bare_answer_fraction:
+            return f"<think></think><answer>{a + b}</answer>"
+        return worked_solution(a, b)
 
     def examples(self, split: Split, n: int | None = None) -> list[Example]:
         if n is None:
@@ -76,7 +83,7 @@ class AdditionTask:
                     id=f"{split}-{len(out)}",
                     prompt=f"{a}+{b}=",
                     reference=a + b,
-                    solution=worked_solution(a, b),
+                    solution=self._solution(a, b, rng),
                 )
             )
         return out

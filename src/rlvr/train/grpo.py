@@ -92,6 +92,7 @@ def _concat(parts: list[Rollouts], pad: int) -> Rollouts:
         texts=[t for p in parts for t in p.texts],
         truncated=torch.cat([p.truncated for p in parts]),
         group_size=parts[0].group_size,
+        temperature=parts[0].temperature,
     )
 
 
@@ -181,6 +182,7 @@ def _select(ro: Rollouts, sel: torch.Tensor, rows, verdicts, rewards):
         texts=[ro.texts[i] for i in sel.tolist()],
         truncated=ro.truncated[sel],
         group_size=ro.group_size,
+        temperature=ro.temperature,
     )
     return sub, rows, verdicts, rewards
 
@@ -223,7 +225,7 @@ def update_policy(
             ids, att = ro.input_ids[rows, cols], ro.attention_mask[rows, cols]
             width = ids.shape[1] - plen
             logp, entropy = token_logprobs(
-                policy, ids, att, width, entropy_grad=settings.entropy_coef > 0
+                policy, ids, att, width, settings.entropy_coef > 0, ro.temperature
             )
             mask = batch.loss_mask[rows, :width]
             old = old_logp[rows, :width] if old_logp is not None else logp.detach()

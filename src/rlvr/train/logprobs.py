@@ -32,6 +32,7 @@ def token_logprobs(
     attention_mask: torch.Tensor,
     n_completion: int,
     entropy_grad: bool = False,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs and entropies of the last ``n_completion`` tokens of each row. The entropy
     carries gradient only when ``entropy_grad`` (an entropy bonus is in the loss).
@@ -46,7 +47,9 @@ def token_logprobs(
         logits_to_keep=n_completion + 1,
         use_cache=False,
     )
-    logits = out.logits[:, :-1, :].float()
+    # Score under the distribution the tokens were sampled from (softmax(logits / T)), as TRL
+    # and verl do: otherwise a temperature != 1 makes every update silently off-policy.
+    logits = out.logits[:, :-1, :].float() / temperature
     targets = input_ids[:, -n_completion:]
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
@@ -64,6 +67,6 @@ def rollout_logprobs(model: PreTrainedModel, rollouts: Rollouts, micro_batch: in
     ):
         ids, mask = rollouts.input_ids[rows, cols], rollouts.attention_mask[rows, cols]
         width = ids.shape[1] - plen
-        logp, _ = token_logprobs(model, ids, mask, width)
+        logp, _ = token_logprobs(model, ids, mask, width, temperature=rollouts.temperature)
         out[rows, :width] = logp.to(out.dtype)
     return out
