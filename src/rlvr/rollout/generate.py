@@ -12,10 +12,14 @@ one forward over the still-active rows, one sample. Concretely:
 from __future__ import annotations
 
 import inspect
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from rlvr.rollout import fast_decode
 
 
 @dataclass
@@ -82,26 +86,19 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-@torch.no_grad()
-def generate(
+def hf_decode(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
-    group_size: int = 1,
-    max_new_tokens: int = 64,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> Rollouts:
-    """Sample ``group_size`` completions for each prompt (greedy when ``temperature == 0``)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    group_size: int,
+    max_new_tokens: int,
+    pick: Callable[[torch.Tensor], torch.Tensor],
+    eos: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The decode loop through the HF forward: ``(tokens (N, T), lengths (N,), finished (N,))``
+    for N = prompts * group_size; ``pick`` maps the logits of the unfinished rows to tokens."""
+    device = prompt_ids.device
     kw = cache_kwarg(model)
-
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
     cache = DynamicCache()
     out = model(
         input_ids=prompt_ids,
@@ -115,18 +112,17 @@ def generate(
     if group_size > 1:
         cache.batch_repeat_interleave(group_size)
         logits = logits.repeat_interleave(group_size, dim=0)
-        prompt_ids = prompt_ids.repeat_interleave(group_size, dim=0)
         prompt_mask = prompt_mask.repeat_interleave(group_size, dim=0)
 
-    n = prompt_ids.shape[0]
-    tokens = torch.full((n, max_new_tokens), pad, dtype=torch.long, device=device)
+    n = prompt_mask.shape[0]
+    tokens = torch.zeros((n, max_new_tokens), dtype=torch.long, device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     lengths = torch.full((n,), max_new_tokens, dtype=torch.long, device=device)
     active = torch.arange(n, device=device)  # rows of the full batch still in the cache
     mask = prompt_mask.clone()  # attention mask of the active rows
     next_pos = positions(prompt_mask)[:, -1] + 1
     for t in range(max_new_tokens):
-        nxt = _sample(logits, temperature, top_p, generator)
+        nxt = pick(logits)
         tokens[active, t] = nxt
         done = nxt == eos if eos is not None else torch.zeros_like(nxt, dtype=torch.bool)
         if done.any():
@@ -154,7 +150,50 @@ def generate(
         )
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
+    return tokens, lengths, finished
 
+
+def use_fast_decode(model: PreTrainedModel, total_len: int) -> bool:
+    """The plain-torch loop of ``fast_decode`` serves Llama-family models unless
+    ``RLVR_FAST_DECODE=0``; PEFT wrappers and anything it cannot reproduce use the HF loop."""
+    if os.environ.get("RLVR_FAST_DECODE", "1") == "0" or hasattr(model, "get_base_model"):
+        return False
+    return fast_decode.unsupported(model, total_len) is None
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    group_size: int = 1,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Rollouts:
+    """Sample ``group_size`` completions for each prompt (greedy when ``temperature == 0``)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+    fast = use_fast_decode(model, prompt_ids.shape[1] + max_new_tokens)
+    decode = fast_decode.decode if fast else hf_decode
+    tokens, lengths, finished = decode(
+        model,
+        prompt_ids,
+        prompt_mask,
+        group_size,
+        max_new_tokens,
+        lambda logits: _sample(logits, temperature, top_p, generator),
+        eos,
+    )
+    prompt_ids = prompt_ids.repeat_interleave(group_size, dim=0)
+    prompt_mask = prompt_mask.repeat_interleave(group_size, dim=0)
+    n = prompt_ids.shape[0]
     steps = torch.arange(max_new_tokens, device=device).unsqueeze(0)
     completion_mask = (steps < lengths.unsqueeze(1)).float()
     tokens = torch.where(completion_mask.bool(), tokens, torch.full_like(tokens, pad))
