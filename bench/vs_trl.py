@@ -122,7 +122,9 @@ def run_rlvr(init: Path, train, args) -> dict:
     torch.manual_seed(args.seed)
     policy, tokenizer = load_policy(init, "cpu", "float32")
     rollout = RolloutConfig(
-        group_size=args.group_size, max_new_tokens=args.max_new_tokens, temperature=1.0
+        group_size=args.group_size,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
     )
     algo = AlgorithmConfig(beta=args.beta, aggregation="sequence", scale="group", mu=1)
     rl = RLConfig(
@@ -224,7 +226,7 @@ def run_trl(init: Path, train, args, work: Path) -> dict:
         adam_beta2=0.99,
         max_grad_norm=1.0,
         beta=args.beta,
-        temperature=1.0,
+        temperature=args.temperature,
         top_p=1.0,
         loss_type="grpo",  # per-sequence token mean, then the batch mean: our "sequence"
         scale_rewards="group",
@@ -321,14 +323,15 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3, help="steps left out of the median")
     ap.add_argument("--prompts", type=int, default=8, help="prompts per step")
     ap.add_argument("--group-size", type=int, default=8, help="G: completions per prompt")
-    ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--beta", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--model-scale", type=int, default=1, choices=sorted(SCALES))
     ap.add_argument("--init", type=Path, help="SFT checkpoint to start both from")
-    ap.add_argument("--sft-examples", type=int, default=200)
-    ap.add_argument("--sft-epochs", type=int, default=8)
+    ap.add_argument("--sft-examples", type=int, default=500)
+    ap.add_argument("--sft-epochs", type=int, default=16)
     ap.add_argument("--heldout", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

@@ -346,7 +346,7 @@ def test_mu_computes_pi_old_once(tiny, monkeypatch) -> None:
     rollout = RolloutConfig(group_size=2, max_new_tokens=6)
     for mu, expected in [(1, 0), (3, 1)]:
         calls.clear()
-        algo = AlgorithmConfig(mu=mu)
+        algo = AlgorithmConfig(mu=mu, beta=0.0)
         batch = make_batch(model, tokenizer, algo, rollout)
         opt, sched = make_optimizer(model, 1e-3, 10)
         out = grpo.update_policy(
@@ -380,7 +380,13 @@ def test_update_gradient_is_the_full_batch_loss_gradient(tiny, aggregation, micr
 
     whole = copy.deepcopy(model).train()
     ro = batch.rollouts
-    logp, _ = token_logprobs(whole, ro.input_ids, ro.attention_mask, ro.completion_mask.shape[1])
+    logp, _ = token_logprobs(
+        whole,
+        ro.input_ids,
+        ro.attention_mask,
+        ro.completion_mask.shape[1],
+        temperature=ro.temperature,
+    )
     loss, _ = policy_loss(logp, logp.detach(), batch.advantages, batch.loss_mask, settings)
     loss.backward()
     expected = torch.cat([p.grad.flatten() for p in whole.parameters()])
@@ -403,7 +409,7 @@ def test_all_tied_still_steps_adam(tiny) -> None:
     from rlvr.train.optim import make_optimizer
 
     model, tokenizer = tiny
-    algo = AlgorithmConfig()
+    algo = AlgorithmConfig(beta=0.0)
     batch = make_batch(
         model, tokenizer, algo, RolloutConfig(group_size=2, max_new_tokens=4), (1.0,)
     )

@@ -1,4 +1,4 @@
-"""The RL math: pure tensor functions, registered by name. Imports torch and nothing of rlvr's I/O."""
+"""The RL math: pure tensor functions, registered by name. Imports torch, no rlvr I/O."""
 
 from rlvr.algorithms.advantages import (
     compute_advantages,

@@ -7,7 +7,7 @@ Per token t of completion i (the spec's objective, GRPO paper eq. 3):
     loss   = - aggregate(obj_t over completion tokens)
 
 Options and where they come from:
-- ``eps_high > eps_low``: DAPO's clip-higher (Yu et al. 2025), keeps low-probability tokens able to rise.
+- ``eps_high > eps_low``: DAPO's clip-higher (Yu et al. 2025): low-probability tokens can rise.
 - ``dual_clip``: for A < 0 the objective is floored at ``dual_clip * A`` (Ye et al. 2020), so one
   token whose ratio exploded cannot dominate the batch.
 - ``ratio_level="sequence"``: GSPO (Zheng et al. 2025): one ratio per sequence, the geometric mean

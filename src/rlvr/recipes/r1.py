@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,7 +74,8 @@ def _solutions(examples: list[Example], task_name: str) -> list[Example]:
     missing = [e.id for e in examples if not e.solution]
     if missing:
         raise ValueError(
-            f"task {task_name!r} has no worked solution for {len(missing)} examples (first: {missing[0]}); "
+            f"task {task_name!r} has no worked solution for {len(missing)} examples "
+            f"(first: {missing[0]}); "
             "SFT needs a solution column, or skip SFT with `rlvr train`"
         )
     return examples
@@ -151,8 +153,10 @@ def stage_rl(ctx: RunContext, init: str = "sft") -> dict[str, Any]:
     optimizer, scheduler = make_optimizer(
         policy, rl.lr, rl.steps * algo.mu, rl.warmup_ratio, rl.weight_decay, rl.schedule
     )
-    for _ in range(start * algo.mu):  # resume: the schedule where it was (AdamW moments restart)
-        scheduler.step()
+    with warnings.catch_warnings():  # stepping a schedule before any optimizer step is the point
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start * algo.mu):  # resume: the schedule where it was (AdamW restarts)
+            scheduler.step()
     train = ctx.task.examples("train", rl.steps * rl.prompts_per_step or 1)
     prompts = prompt_stream(train, cfg.seed, skip=start * rl.prompts_per_step)
     generator = torch.Generator(device=next(policy.parameters()).device).manual_seed(
@@ -275,9 +279,20 @@ def stage_final_sft(ctx: RunContext) -> dict[str, Any]:
     path = ctx.dir / "rejection.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not rows:
-        raise ValueError(
-            f"{path} holds no verified completions: the final SFT has nothing to learn from"
-        )
+        # Nothing verified to learn from (a policy that never solves a training prompt): the RL
+        # policy is the final one. Said loudly, recorded in the summary, never a crash at the end.
+        console.print(f"[yellow]final SFT skipped: {path} holds no verified completions")
+        model, tokenizer = ctx.load(fs.init)
+        ctx.save(model, tokenizer, "final")
+        result = evaluate_stage(ctx, model, tokenizer, "final_sft", 0)
+        summary = {
+            "final_accuracy": result["pass@1"],
+            f"final_pass@{cfg.eval.k}": result[f"pass@{cfg.eval.k}"],
+            "final_sft_examples": 0,
+            "final_sft_skipped": "no verified completions",
+        }
+        ctx.mark_done("final_sft", **summary)
+        return summary
     random.Random(cfg.seed).shuffle(rows)
     rows = rows[: fs.examples]
     model, tokenizer = ctx.load(fs.init)

@@ -84,7 +84,8 @@ class Sandbox:
             raise IsolationUnavailable(
                 f"cannot isolate untrusted code here: {ready['error']}. The code verifier needs "
                 "root (to switch to an unprivileged uid and create network and mount namespaces). "
-                "Run rlvr as root (a container is fine), or pass unsafe=True (CLI: --unsafe) to run "
+                "Run rlvr as root (a container is fine), or pass unsafe=True (CLI: --unsafe) to "
+                "run "
                 "programs with rlimits and a process group only: no network block, no file-system "
                 "isolation, same uid as rlvr."
             )

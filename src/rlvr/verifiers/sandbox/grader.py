@@ -1,14 +1,15 @@
 """The trusted side of a job: runs the tests and calls the model's code only through proxies.
 
 This process holds the tests; the model's code runs in other processes that the runner forks on
-request (``Spawner``). A call crosses as plain data (``wire``) and comes back as plain data or as the
-name of an exception, so nothing the model's code does can change how a test here is evaluated.
+request (``Spawner``). A call crosses as plain data (``wire``) and comes back as plain data or as
+the name of an exception, so nothing the model's code does can change how a test here is evaluated.
 
 Three kinds of tests:
 - ``check``: HumanEval style. The test source defines ``check(candidate)``; it gets a proxy for the
   entry point. One test: it passes when ``check`` returns.
-- ``asserts``: each assert is one test. ``assert <call side> <op> <expected>`` is split with ``ast``:
-  the side that names the solution's functions is evaluated in the sandbox, the other side here.
+- ``asserts``: each assert is one test. ``assert <call side> <op> <expected>`` is split with
+  ``ast``: the side that names the solution's functions is evaluated in the sandbox, the other
+  side here.
   Other asserts run here with the solution's names bound to call proxies.
 - ``io``: each case runs the program on ``stdin`` and compares ``stdout`` (trailing whitespace of
   each line and trailing blank lines ignored).

@@ -142,7 +142,7 @@ def cgroup_dirs(name: str) -> list[str]:
 
 
 def make_cgroups(name: str, max_procs: int, memory_mb: int) -> list[str]:
-    """Create (or reset) the job's cgroups; returns those that work, [] where cgroups are missing."""
+    """Create (or reset) the job's cgroups; returns those that work ([] without cgroups)."""
     made = []
     settings = {
         "pids": {"pids.max": str(max_procs)},
