@@ -4,8 +4,8 @@ Plain data is None, bool, int, float, str, bytes and lists, tuples, sets, frozen
 them. Containers travel as tagged JSON arrays (``["L", ...]``, ``["T", ...]``,
 ``["D", [k, v], ...]``) so a tuple stays a tuple and a dict may have int keys. The trusted side
 decodes with ``json.loads`` and builds only built-in types: no pickle, no marshal, no object of
-the model's making ever reaches the grader, so an always-equal object or an ``int`` subclass with a doctored ``__eq__`` arrives as
-plain data or not at all.
+the model's making ever reaches the grader, so an always-equal object or an ``int`` subclass
+with a doctored ``__eq__`` arrives as plain data or not at all.
 """
 
 from __future__ import annotations
