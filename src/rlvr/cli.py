@@ -79,9 +79,9 @@ def run(
     ] = False,
 ) -> None:
     """The whole DeepSeek-R1 recipe: cold-start SFT -> GRPO -> rejection sampling -> final SFT."""
-    from rlvr import api
-
     cfg = _config(config, set_, seed=seed, **_run_dir_fields(out, name))
+    from rlvr import api  # after validation: a config error never waits for torch to import
+
     summary = api.run(cfg, resume=resume)
     _print_summary(summary, f"run {cfg.run_dir}")
 
