@@ -331,7 +331,7 @@ def main() -> None:
     ap.add_argument("--model-scale", type=int, default=1, choices=sorted(SCALES))
     ap.add_argument("--init", type=Path, help="SFT checkpoint to start both from")
     ap.add_argument("--sft-examples", type=int, default=600)
-    ap.add_argument("--sft-epochs", type=int, default=20)
+    ap.add_argument("--sft-epochs", type=int, default=30)
     ap.add_argument("--heldout", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

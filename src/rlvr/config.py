@@ -86,7 +86,7 @@ class AlgorithmConfig(Section):
 
 class SFTConfig(Section):
     examples: int = Field(600, ge=1, description="number of demonstrations (cold start)")
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(30, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(3e-3, gt=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
