@@ -170,11 +170,18 @@ def test_no_network_no_files_no_environment(code, tmp_path, monkeypatch):
 
 
 def test_runs_unprivileged_with_private_scratch(code):
+    from rlvr.verifiers.sandbox.jail import visible_paths
+
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    # /tmp holds the program's own files, plus the way down to a Python that lives under /tmp
+    # (a checkout in /tmp, as CI may use): that part is a read-only bind, not a scratch file
+    ancestors = sorted({p.split("/")[2] for p in visible_paths() if p.startswith("/tmp/")})
     src = (
         "import os\ndef who():\n    open('x', 'w').write('1')\n"
-        "    return [os.getuid() != 0, os.getcwd(), sorted(os.listdir('/tmp')), os.path.exists('/work/main/tests')]\n"
+        f"    return [os.getuid() != 0, os.getcwd(), sorted(os.listdir('/tmp')), os.path.exists({tests_dir!r})]\n"
     )
-    ref = {"asserts": ["assert who() == [True, '/tmp', ['x'], False]"]}
+    expected = [True, "/tmp", sorted(["x", *ancestors]), False]
+    ref = {"asserts": [f"assert who() == {expected!r}"]}
     assert code.verify(src, ref).score == 1.0
 
 

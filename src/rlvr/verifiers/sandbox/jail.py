@@ -108,6 +108,10 @@ def _build_root(root: str, uid: int, spec: dict[str, Any]) -> None:
     """Mount a fresh tmpfs on ``root``, bind what the program may see, and chroot into it."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['scratch_mb']}m,mode=0755")
+    # The scratch /tmp comes first: a visible path may itself live under /tmp (a checkout or a
+    # venv in /tmp, as in CI), and its read-only bind is then made inside the scratch directory.
+    os.mkdir(root + "/tmp", 0o700)
+    os.chown(root + "/tmp", uid, uid)
     for path in spec["visible"]:
         inside = root + path
         if os.path.islink(path) and os.path.dirname(path) == "/":
@@ -126,8 +130,6 @@ def _build_root(root: str, uid: int, spec: dict[str, Any]) -> None:
     for name in DEVICES:
         open(f"{root}/dev/{name}", "w").close()
         mount(f"/dev/{name}", f"{root}/dev/{name}", None, MS_BIND)
-    os.mkdir(root + "/tmp", 0o700)
-    os.chown(root + "/tmp", uid, uid)
     os.chroot(root)
 
 
@@ -323,7 +325,9 @@ def probe(root: str) -> dict[str, Any]:
                 msg = "network still reachable"
             except OSError:
                 pass
-            if os.path.exists(os.path.dirname(root)) or os.listdir("/tmp"):
+            # /tmp holds nothing but the way down to visible paths that live under /tmp
+            expected = {p.split("/")[2] for p in spec["visible"] if p.startswith("/tmp/")}
+            if os.path.exists(os.path.dirname(root)) or set(os.listdir("/tmp")) - expected:
                 msg = "file tree not private"
         except BaseException as e:  # noqa: BLE001
             msg = f"{type(e).__name__}: {e}"
