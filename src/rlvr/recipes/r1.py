@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from rlvr.config import SFTConfig
 from rlvr.eval import evaluate
 from rlvr.recipes.context import Interrupted, RunContext, console
 from rlvr.tasks.base import Example
@@ -81,18 +82,24 @@ def _solutions(examples: list[Example], task_name: str) -> list[Example]:
     return examples
 
 
-def stage_sft(ctx: RunContext) -> dict[str, Any]:
-    cfg = ctx.cfg
-    model, tokenizer = ctx.initial_policy()
-    examples = _solutions(ctx.task.examples("train", cfg.sft.examples), ctx.task.name)
+def _supervised(
+    ctx: RunContext,
+    stage: str,
+    label: str,
+    model,
+    tokenizer,
+    prompts: list[str],
+    completions: list[str],
+    cfg: SFTConfig,
+) -> int:
+    """One SFT stage with its progress bar and metrics; raises Interrupted on Ctrl-C."""
     fmt = ctx.formatter(tokenizer)
-    total = cfg.sft.epochs * ((len(examples) + cfg.sft.batch_size - 1) // cfg.sft.batch_size)
-    t0 = time.perf_counter()
-    with ctx.progress("cold-start SFT", total) as advance:
+    total = cfg.epochs * ((len(prompts) + cfg.batch_size - 1) // cfg.batch_size)
+    with ctx.progress(label, total) as advance:
 
         def on_step(m: dict) -> None:
             ctx.metrics.log(
-                "sft",
+                stage,
                 m["step"],
                 loss=m["loss"],
                 grad_norm=m["grad_norm"],
@@ -103,15 +110,33 @@ def stage_sft(ctx: RunContext) -> dict[str, Any]:
         steps = train_sft(
             model,
             tokenizer,
-            [fmt(e.prompt) for e in examples],
-            [e.solution for e in examples],
-            cfg.sft,
-            seed=cfg.seed,
+            [fmt(p) for p in prompts],
+            completions,
+            cfg,
+            seed=ctx.cfg.seed,
             on_step=on_step,
             should_stop=ctx.stop_requested,
         )
     if ctx.stop_requested():
-        raise Interrupted("sft")
+        raise Interrupted(stage)
+    return steps
+
+
+def stage_sft(ctx: RunContext) -> dict[str, Any]:
+    cfg = ctx.cfg
+    model, tokenizer = ctx.initial_policy()
+    examples = _solutions(ctx.task.examples("train", cfg.sft.examples), ctx.task.name)
+    t0 = time.perf_counter()
+    steps = _supervised(
+        ctx,
+        "sft",
+        "cold-start SFT",
+        model,
+        tokenizer,
+        [e.prompt for e in examples],
+        [e.solution for e in examples],
+        cfg.sft,
+    )
     ctx.save(model, tokenizer, "sft")
     result = evaluate_stage(ctx, model, tokenizer, "sft", steps)
     summary = {
@@ -296,33 +321,17 @@ def stage_final_sft(ctx: RunContext) -> dict[str, Any]:
     random.Random(cfg.seed).shuffle(rows)
     rows = rows[: fs.examples]
     model, tokenizer = ctx.load(fs.init)
-    fmt = ctx.formatter(tokenizer)
-    total = fs.epochs * ((len(rows) + fs.batch_size - 1) // fs.batch_size)
     t0 = time.perf_counter()
-    with ctx.progress("final SFT", total) as advance:
-
-        def on_step(m: dict) -> None:
-            ctx.metrics.log(
-                "final_sft",
-                m["step"],
-                loss=m["loss"],
-                grad_norm=m["grad_norm"],
-                learning_rate=m["learning_rate"],
-            )
-            advance(1, f"loss {m['loss']:.3f}")
-
-        steps = train_sft(
-            model,
-            tokenizer,
-            [fmt(r["prompt"]) for r in rows],
-            [r["completion"] for r in rows],
-            fs,
-            seed=cfg.seed,
-            on_step=on_step,
-            should_stop=ctx.stop_requested,
-        )
-    if ctx.stop_requested():
-        raise Interrupted("final_sft")
+    steps = _supervised(
+        ctx,
+        "final_sft",
+        "final SFT",
+        model,
+        tokenizer,
+        [r["prompt"] for r in rows],
+        [r["completion"] for r in rows],
+        fs,
+    )
     ctx.save(model, tokenizer, "final")
     result = evaluate_stage(ctx, model, tokenizer, "final_sft", steps)
     summary = {
