@@ -218,3 +218,34 @@ def test_bad_yaml_names_the_file(tmp_path):
     bad.write_text("rl:\n  steps: [1, 2\n")
     done = rlvr("run", "--config", str(bad))
     assert done.returncode != 0 and "bad.yaml" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_dynamic_sampling_refills_with_informative_groups():
+    """Tied groups are dropped and replaced by fresh prompts; the batch keeps whole groups."""
+    from rlvr.config import AlgorithmConfig, RolloutConfig
+    from rlvr.recipes.r1 import prompt_stream
+    from rlvr.train.grpo import collect_batch
+
+    tok = build_tokenizer()
+    model = build_model(tok, hidden_size=32, num_layers=1, num_heads=2)
+    examples = get_task("arithmetic").examples("train", 40)
+    tied = {e.reference for e in examples[::2]}  # every other prompt: all rewards equal
+
+    def score(responses, references):
+        return [
+            Verdict(0.0, "wrong") if ref in tied or i % 2 else Verdict(1.0, "correct")
+            for i, ref in enumerate(references)
+        ]
+
+    algo = AlgorithmConfig(dynamic_sampling=True, max_resample_rounds=5, beta=0.0)
+    batch = collect_batch(
+        model, tok, prompt_stream(examples, 0), 4, score,
+        RolloutConfig(group_size=2, max_new_tokens=4, temperature=0.7), algo,
+        torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert len(batch.rollouts) == 8 and len(batch.examples) == 8
+    assert all(e.reference not in tied for e in batch.examples)
+    assert batch.rollouts.temperature == 0.7
+    groups = batch.rewards.view(-1, 2)
+    assert bool((groups[:, 0] != groups[:, 1]).all())
+    assert [e.reference for e in batch.examples[::2]] == [e.reference for e in batch.examples[1::2]]

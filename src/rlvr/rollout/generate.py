@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
@@ -49,6 +49,17 @@ class Rollouts:
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+    def select(self, rows: torch.Tensor) -> Rollouts:
+        """The given rows (whole groups, for the advantages to stay right), everything else kept."""
+        return replace(
+            self,
+            input_ids=self.input_ids[rows],
+            attention_mask=self.attention_mask[rows],
+            completion_mask=self.completion_mask[rows],
+            texts=[self.texts[i] for i in rows.tolist()],
+            truncated=self.truncated[rows],
+        )
 
 
 def cache_kwarg(model: PreTrainedModel) -> str:

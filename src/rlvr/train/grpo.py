@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -84,15 +84,14 @@ def _concat(parts: list[Rollouts], pad: int) -> Rollouts:
         return ids, att, cm
 
     ids, att, cm = zip(*(padded(p) for p in parts), strict=True)
-    return Rollouts(
+    return replace(
+        parts[0],
         input_ids=torch.cat(ids),
         attention_mask=torch.cat(att),
         completion_mask=torch.cat(cm),
         prompt_len=plen,
         texts=[t for p in parts for t in p.texts],
         truncated=torch.cat([p.truncated for p in parts]),
-        group_size=parts[0].group_size,
-        temperature=parts[0].temperature,
     )
 
 
@@ -139,12 +138,12 @@ def collect_batch(
             idx = informative.nonzero().squeeze(1).tolist()
             if idx:
                 sel = torch.tensor([g * G + j for g in idx for j in range(G)])
+                picked = sel.tolist()
                 kept.append(
-                    _select(
-                        ro,
-                        sel,
-                        [rows[i] for i in sel.tolist()],
-                        [verdicts[i] for i in sel.tolist()],
+                    (
+                        ro.select(sel),
+                        [rows[i] for i in picked],
+                        [verdicts[i] for i in picked],
                         rewards[sel],
                     )
                 )
@@ -171,20 +170,6 @@ def collect_batch(
     if algo.mask_truncated:
         loss_mask[ro.truncated] = 0.0
     return Batch(ro, rows, verdicts, rewards, advantages, loss_mask, seconds)
-
-
-def _select(ro: Rollouts, sel: torch.Tensor, rows, verdicts, rewards):
-    sub = Rollouts(
-        input_ids=ro.input_ids[sel],
-        attention_mask=ro.attention_mask[sel],
-        completion_mask=ro.completion_mask[sel],
-        prompt_len=ro.prompt_len,
-        texts=[ro.texts[i] for i in sel.tolist()],
-        truncated=ro.truncated[sel],
-        group_size=ro.group_size,
-        temperature=ro.temperature,
-    )
-    return sub, rows, verdicts, rewards
 
 
 def update_policy(
