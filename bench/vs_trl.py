@@ -8,6 +8,8 @@ TRL's ``loss_type="grpo"``), reward scaling, one update per batch, steps and CPU
 reward function wraps our arithmetic verifier. Both are then scored by the same ``rlvr.eval``
 greedy pass@1 on held-out problems.
 
+The two trainers take turns, one step each (TRL's callback runs an rlvr step between two of its
+own, outside its timer), so a noisy shared machine slows both alike and the ratio holds.
 Per-step time is the median after ``--warmup`` steps. The FLOP estimate per step is
 ``6 * params * trained_tokens + 2 * params * generated_tokens`` (trained tokens: prompt and
 completion of every row; the same token counts are measured for both trainers), compared with the
@@ -114,84 +116,105 @@ def step_flops(params: int, trained_tokens: int, generated_tokens: int) -> float
 # -- rlvr -----------------------------------------------------------------------------------------
 
 
-def run_rlvr(init: Path, train, args) -> dict:
-    from rlvr.rollout.prompts import format_prompt
-    from rlvr.train.grpo import batch_metrics, collect_batch, loss_settings, update_policy
-    from rlvr.train.optim import make_optimizer
+class RlvrRun:
+    """rlvr's GRPO loop, one step per ``step()`` call, so the bench can interleave its steps
+    with TRL's: both trainers then see the same machine (a shared, noisy one) at the same time."""
 
-    torch.manual_seed(args.seed)
-    policy, tokenizer = load_policy(init, "cpu", "float32")
-    rollout = RolloutConfig(
-        group_size=args.group_size,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-    )
-    algo = AlgorithmConfig(beta=args.beta, aggregation="sequence", scale="group", mu=1)
-    rl = RLConfig(
-        steps=args.steps,
-        prompts_per_step=args.prompts,
-        lr=args.lr,
-        warmup_ratio=0.0,
-        schedule="constant",
-        max_grad_norm=1.0,
-        micro_batch_size=args.prompts * args.group_size,
-    )
-    reference = None
-    if args.beta > 0:
-        reference, _ = load_policy(init, "cpu", "float32")
-        reference.eval().requires_grad_(False)
-    optimizer, scheduler = make_optimizer(policy, rl.lr, rl.steps, 0.0, 0.0, "constant")
-    settings = loss_settings(algo, rollout.max_new_tokens)
-    generator = torch.Generator().manual_seed(args.seed)
-    prompts = iter(train * (1 + args.steps * args.prompts // len(train)))
-    score = Scorer()
-    steps, params = [], n_params(policy)
-    for step in range(1, args.steps + 1):
+    def __init__(self, init: Path, train, args):
+        from rlvr.rollout.prompts import format_prompt
+        from rlvr.train.grpo import loss_settings
+        from rlvr.train.optim import make_optimizer
+
+        torch.manual_seed(args.seed)
+        self.args = args
+        self.model, self.tokenizer = load_policy(init, "cpu", "float32")
+        self.rollout = RolloutConfig(
+            group_size=args.group_size,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+        )
+        self.algo = AlgorithmConfig(beta=args.beta, aggregation="sequence", scale="group", mu=1)
+        self.rl = RLConfig(
+            steps=args.steps,
+            prompts_per_step=args.prompts,
+            lr=args.lr,
+            warmup_ratio=0.0,
+            schedule="constant",
+            max_grad_norm=1.0,
+            micro_batch_size=args.prompts * args.group_size,
+        )
+        self.reference = None
+        if args.beta > 0:
+            self.reference, _ = load_policy(init, "cpu", "float32")
+            self.reference.eval().requires_grad_(False)
+        self.optimizer, self.scheduler = make_optimizer(
+            self.model, self.rl.lr, self.rl.steps, 0.0, 0.0, "constant"
+        )
+        self.settings = loss_settings(self.algo, self.rollout.max_new_tokens)
+        self.generator = torch.Generator().manual_seed(args.seed)
+        self.prompts = iter(train * (1 + args.steps * args.prompts // len(train)))
+        self.format = lambda p: format_prompt(self.tokenizer, p)
+        self.score = Scorer()
+        self.params = n_params(self.model)
+        self.steps: list[dict] = []
+
+    def step(self) -> None:
+        from rlvr.train.grpo import batch_metrics, collect_batch, update_policy
+
+        args = self.args
         t0 = time.perf_counter()
         batch = collect_batch(
-            policy,
-            tokenizer,
-            prompts,
-            rl.prompts_per_step,
-            score,
-            rollout,
-            algo,
-            generator,
-            lambda p: format_prompt(tokenizer, p),
+            self.model,
+            self.tokenizer,
+            self.prompts,
+            self.rl.prompts_per_step,
+            self.score,
+            self.rollout,
+            self.algo,
+            self.generator,
+            self.format,
         )
         values = batch_metrics(batch)
         values.update(
-            update_policy(policy, batch, optimizer, scheduler, settings, algo, rl, reference)
+            update_policy(
+                self.model,
+                batch,
+                self.optimizer,
+                self.scheduler,
+                self.settings,
+                self.algo,
+                self.rl,
+                self.reference,
+            )
         )
         seconds = time.perf_counter() - t0
         generated = int(batch.rollouts.completion_lengths.sum())
         # rows rlvr back-propagates: with beta == 0 it skips tied groups (zero advantage)
         live = batch.advantages != 0 if args.beta == 0 else slice(None)
         trained = int(batch.rollouts.attention_mask[live].sum())
-        steps.append(
+        self.steps.append(
             {
                 "seconds": seconds,
                 "generate": values["time/generate"],
                 "verify": values["time/verify"],
                 "ref_logprobs": values["time/ref_logprobs"] + values["time/old_logprobs"],
                 "update": values["time/update"],
-                "flops": step_flops(params, trained, generated),
-                "reward": values["reward"],
-                "frac_tied": values["frac_reward_zero_std"],
+                "flops": step_flops(self.params, trained, generated),
             }
         )
         log(
-            f"  rlvr step {step:3d}: {seconds:.3f}s  reward {values['reward']:.2f}  "
+            f"  rlvr step {len(self.steps):3d}: {seconds:.3f}s  reward {values['reward']:.2f}  "
             f"tied groups {values['frac_reward_zero_std']:.2f}  "
             f"gen {values['time/generate']:.3f}s  update {values['time/update']:.3f}s"
         )
-    return {"steps": steps, "model": policy, "tokenizer": tokenizer, "params": params}
 
 
 # -- TRL ------------------------------------------------------------------------------------------
 
 
-def run_trl(init: Path, train, args, work: Path) -> dict:
+def run_trl(init: Path, train, args, work: Path, between_steps=None) -> dict:
+    """TRL's GRPOTrainer for ``args.steps`` steps; ``between_steps()`` runs after each of its
+    steps, outside its timer (the bench runs one rlvr step there)."""
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -296,7 +319,13 @@ def run_trl(init: Path, train, args, work: Path) -> dict:
                 f"update {seconds - prep:.3f}s"
             )
 
+    class Interleave(TrainerCallback):
+        def on_step_end(self, *_, **__):
+            if between_steps is not None:
+                between_steps()
+
     trainer.add_callback(StepTimer())
+    trainer.add_callback(Interleave())  # after StepTimer: outside TRL's step time
     trainer.train()
     return {"steps": steps, "model": trainer.model, "tokenizer": tokenizer, "params": params}
 
@@ -345,10 +374,16 @@ def main() -> None:
     peak = matmul_peak(args.threads)
     log(f"matmul peak: {peak / 1e9:.1f} GFLOP/s on {args.threads} threads; work dir {work}")
 
+    log(f"{args.steps} steps of {args.prompts} prompts x {args.group_size}, rlvr and TRL in turn")
+    rlvr = RlvrRun(init, train, args)
+    trl = run_trl(init, train, args, work, between_steps=rlvr.step)
+    runs = {
+        "rlvr": {"steps": rlvr.steps, "model": rlvr.model, "tokenizer": rlvr.tokenizer,
+                 "params": rlvr.params},
+        "trl": trl,
+    }  # fmt: skip
     results = {}
-    for name, runner in [("rlvr", run_rlvr), ("trl", run_trl)]:
-        log(f"{name}: {args.steps} steps of {args.prompts} prompts x {args.group_size}")
-        run = runner(init, train, args) if name == "rlvr" else runner(init, train, args, work)
+    for name, run in runs.items():
         summary = summarise(name, run, args.warmup, peak)
         summary["heldout"] = heldout_pass1(
             run["model"], run["tokenizer"], heldout, args.max_new_tokens

@@ -88,6 +88,7 @@ def test_tokens_and_logits_match_the_hf_loop(model_tok, temperature):
 
 def test_generate_is_the_same_rollout_either_way(model_tok, monkeypatch):
     model, tok = model_tok
+    monkeypatch.setenv("RLVR_DECODE_THREADS", "1")  # one shard: one generator, the same draws
     ros = []
     for flag in ("0", "1"):
         monkeypatch.setenv("RLVR_FAST_DECODE", flag)
@@ -97,6 +98,30 @@ def test_generate_is_the_same_rollout_either_way(model_tok, monkeypatch):
     assert torch.equal(hf.input_ids, fast.input_ids) and hf.texts == fast.texts
     assert torch.equal(hf.completion_mask, fast.completion_mask)
     assert not fast.input_ids.is_inference()  # rollouts feed the update's autograd
+
+
+def test_sharded_decoding_is_seeded_and_greedy_equal(model_tok, monkeypatch):
+    """On CPU the batch is decoded in one shard per thread; each shard draws from its own
+    generator seeded from the caller's, so a seeded run repeats exactly."""
+    model, tok = model_tok
+    monkeypatch.setenv("RLVR_DECODE_THREADS", "2")
+    from rlvr.rollout.generate import decode_shards
+
+    assert decode_shards(model, True, len(PROMPTS)) == 2
+    torch.set_num_threads(2)
+    runs = [
+        generate(model, tok, PROMPTS, 3, 12, temperature=1.0,
+                 generator=torch.Generator().manual_seed(seed))
+        for seed in (5, 5, 6)
+    ]  # fmt: skip
+    assert runs[0].texts == runs[1].texts and torch.equal(runs[0].input_ids, runs[1].input_ids)
+    assert runs[0].texts != runs[2].texts
+    greedy = [generate(model, tok, PROMPTS, 2, 12, temperature=0.0)]
+    monkeypatch.setenv("RLVR_DECODE_THREADS", "1")
+    greedy.append(generate(model, tok, PROMPTS, 2, 12, temperature=0.0))
+    assert greedy[0].texts == greedy[1].texts
+    assert torch.equal(greedy[0].completion_mask, greedy[1].completion_mask)
+    assert torch.get_num_threads() == 2  # the shards' single-thread setting does not leak
 
 
 def test_greedy_matches_a_naive_step_by_step_loop(model_tok):

@@ -18,129 +18,169 @@ sequence, LoRA-wrapped layers, other activations) makes ``unsupported`` say why,
 falls back to the HF path.
 """
 
+# TorchScript parses the annotations of ``_decode_step``: it reads Optional[X], not X | None.
+# ruff: noqa: UP045
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-SUPPORTED = ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM")
+from rlvr.models import llama_ops
+from rlvr.models.llama_ops import LayerWeights, rms, rotate
+
 COMPACT_FRACTION = 0.25  # compact the cache once this share of its rows has finished
+unsupported = llama_ops.unsupported
 
 
-def unsupported(model: nn.Module, total_len: int) -> str | None:
-    """Why ``decode`` cannot reproduce ``model``'s forward exactly; None when it can."""
-    name = type(model).__name__
-    if name not in SUPPORTED:
-        return f"{name} is not one of {SUPPORTED}"
-    cfg = model.config
-    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type != "default":
-        return f"rope_type {rope_type!r}"
-    if cfg.hidden_act != "silu":
-        return f"hidden_act {cfg.hidden_act!r}"
-    if any(t != "full_attention" for t in getattr(cfg, "layer_types", None) or []):
-        return "sliding-window layers"
-    window = getattr(cfg, "sliding_window", None)
-    if window is not None and (name == "MistralForCausalLM" or cfg.use_sliding_window):
-        if window < total_len:
-            return f"sliding_window {window} < {total_len} tokens"
-    if model.device.type not in ("cpu", "cuda"):
-        return f"device {model.device.type}"
-    for layer in model.model.layers:
-        a, m = layer.self_attn, layer.mlp
-        linears = (a.q_proj, a.k_proj, a.v_proj, a.o_proj, m.gate_proj, m.up_proj, m.down_proj)
-        if any(type(lin) is not nn.Linear for lin in linears):
-            return "a projection is not a plain nn.Linear (LoRA or quantised?)"
-    return None
+LayerTuple = tuple[
+    Tensor, Tensor, Optional[Tensor], Tensor, Optional[Tensor],  # ln1, qkv w/b, o w/b
+    Tensor, Tensor, Optional[Tensor], Tensor, Optional[Tensor],  # ln2, gate_up w/b, down w/b
+]  # fmt: skip
 
 
-def _cat(*xs: torch.Tensor | None) -> torch.Tensor | None:
-    return None if xs[0] is None else torch.cat(xs)
-
-
-class _Layer:
-    """One decoder layer's weights (views of the live parameters, plus the fused matmuls)."""
-
-    def __init__(self, layer: nn.Module):
-        a, m = layer.self_attn, layer.mlp
-        self.ln1, self.ln2 = layer.input_layernorm, layer.post_attention_layernorm
-        self.qkv_w = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])
-        self.qkv_b = _cat(a.q_proj.bias, a.k_proj.bias, a.v_proj.bias)  # Qwen2: q/k/v biases
-        self.o = a.o_proj
-        self.gate_up_w = torch.cat([m.gate_proj.weight, m.up_proj.weight])
-        self.gate_up_b = _cat(m.gate_proj.bias, m.up_proj.bias)
-        self.down = m.down_proj
-        self.scaling = a.scaling
-
-
-def _rms(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-    # HF's RMSNorm normalises in float32 and casts back before the weight multiply.
+def _rms_ts(x: Tensor, w: Tensor, eps: float) -> Tensor:
     if x.dtype == torch.float32:
-        return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
-    y = F.rms_norm(x.float(), norm.weight.shape, eps=norm.variance_epsilon)
-    return norm.weight * y.to(x.dtype)
+        return F.rms_norm(x, [w.shape[0]], w, eps)
+    return w * F.rms_norm(x.float(), [w.shape[0]], None, eps).to(x.dtype)
+
+
+def _decode_step(
+    ids: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    bias: Tensor,
+    col: int,
+    ks: list[Tensor],
+    vs: list[Tensor],
+    layers: list[LayerTuple],
+    embed: Tensor,
+    norm_w: Tensor,
+    lm_w: Tensor,
+    lm_b: Optional[Tensor],
+    heads: int,
+    kv_heads: int,
+    eps: float,
+    scaling: float,
+) -> Tensor:
+    """One decode step of every row (one new token each, ``ids`` (B,)) as a single TorchScript
+    call: the same ops as ``_Runner.forward`` with S = 1, without Python between them, and
+    without the GIL, so two shards of a batch decode on two cores at once."""
+    b, d = ids.shape[0], cos.shape[-1]
+    x = F.embedding(ids, embed)
+    for i, lay in enumerate(layers):
+        ln1, qkv_w, qkv_b, o_w, o_b, ln2, gu_w, gu_b, down_w, down_b = lay
+        qkv = F.linear(_rms_ts(x, ln1, eps), qkv_w, qkv_b).view(b, heads + 2 * kv_heads, d)
+        qk = qkv[:, : heads + kv_heads]
+        qk = qk * cos + torch.cat([-qk[:, :, d // 2 :], qk[:, :, : d // 2]], dim=-1) * sin
+        kc, vc = ks[i], vs[i]
+        kc[:, :, col] = qk[:, heads:]
+        vc[:, :, col] = qkv[:, heads + kv_heads :]
+        q = qk[:, :heads].reshape(b, kv_heads, heads // kv_heads, d)
+        att = torch.matmul(q, kc[:, :, : col + 1].transpose(-1, -2)).mul_(scaling)
+        o = torch.matmul(att.add_(bias).softmax(-1), vc[:, :, : col + 1])
+        x = x + F.linear(o.reshape(b, heads * d), o_w, o_b)
+        gate, up = F.linear(_rms_ts(x, ln2, eps), gu_w, gu_b).chunk(2, dim=-1)
+        x = x + F.linear(F.silu(gate) * up, down_w, down_b)
+    return F.linear(_rms_ts(x, norm_w, eps), lm_w, lm_b)
+
+
+_scripted: list = []
+
+
+def _step_fn():
+    """``_decode_step`` compiled by TorchScript once per process; the plain Python function
+    (same ops, with Python between them) where TorchScript is unavailable."""
+    if not _scripted:
+        try:
+            with warnings.catch_warnings():  # deprecated, not removed: it is what releases the GIL
+                warnings.simplefilter("ignore", DeprecationWarning)
+                _scripted.append(torch.jit.script(_decode_step))
+        except Exception:  # a torch without TorchScript: same arithmetic, slower
+            _scripted.append(_decode_step)
+    return _scripted[0]
 
 
 class _Runner:
     def __init__(self, model: nn.Module, rows: int, max_len: int):
-        cfg = model.config
         self.model = model
-        self.layers = [_Layer(layer) for layer in model.model.layers]
-        self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.layers = [LayerWeights(layer) for layer in model.model.layers]
+        self.heads, self.kv_heads, self.head_dim = llama_ops.dims(model)
         p = next(model.parameters())
         shape = (rows, self.kv_heads, max_len, self.head_dim)
         self.k = [p.new_empty(shape) for _ in self.layers]
         self.v = [p.new_empty(shape) for _ in self.layers]
-        pos = torch.arange(max_len, device=p.device).unsqueeze(0)
-        cos, sin = model.model.rotary_emb(p, pos)  # the model's own cos/sin, computed once
-        self.cos, self.sin = cos[0], sin[0]  # (max_len, head_dim)
+        self.cos, self.sin = llama_ops.rotary_table(model, max_len)  # computed once per call
+        self.tuples = [
+            (
+                lay.ln1.weight,
+                lay.qkv_w,
+                lay.qkv_b,
+                lay.o.weight,
+                lay.o.bias,
+                lay.ln2.weight,
+                lay.gate_up_w,
+                lay.gate_up_b,
+                lay.down.weight,
+                lay.down.bias,
+            )  # fmt: skip
+            for lay in self.layers
+        ]
+        self.eps = model.model.norm.variance_epsilon
+        self.scaling = self.layers[0].scaling if self.layers else 1.0
 
-    def forward(self, ids: torch.Tensor, pos: torch.Tensor, start: int, keys: torch.Tensor):
-        """Last-position logits of ``ids`` (B, S) at positions ``pos`` (B, S), writing K/V into
-        cache columns ``start:start+S``; ``keys`` (B, start+S) is True where a key is real."""
+    def step(self, ids: torch.Tensor, pos: torch.Tensor, col: int, bias: torch.Tensor):
+        """Logits (B, V) of one new token per row at positions ``pos`` (B,), its K/V written to
+        cache column ``col``; ``bias`` (B, 1, 1, col + 1) is 0 for real keys, -inf for padding."""
+        m = self.model
+        return _step_fn()(
+            ids,
+            self.cos[pos].unsqueeze(1),
+            self.sin[pos].unsqueeze(1),
+            bias,
+            col,
+            self.k,
+            self.v,
+            self.tuples,
+            m.model.embed_tokens.weight,
+            m.model.norm.weight,
+            m.lm_head.weight,
+            m.lm_head.bias,
+            self.heads,
+            self.kv_heads,
+            self.eps,
+            self.scaling,
+        )
+
+    def prefill(self, ids: torch.Tensor, pos: torch.Tensor, keys: torch.Tensor):
+        """Last-position logits of the prompts ``ids`` (B, S) at positions ``pos`` (B, S),
+        writing K/V into cache columns ``0:S``; ``keys`` (B, S) is True where a token is real."""
         b, s = ids.shape
         h, kvh, d = self.heads, self.kv_heads, self.head_dim
-        end = start + s
-        if s > 1:  # prefill: causal and padding; a pad query also sees itself (no empty softmax)
-            causal = torch.ones(s, end, dtype=torch.bool, device=ids.device).tril(start)
-            mask = (causal & keys[:, None, :]) | torch.eye(
-                s, end, dtype=torch.bool, device=ids.device
-            )
-            mask = mask.unsqueeze(1)
-        else:  # decode: SDPA's kernels are slow for one query over many tiny heads; two bmm's
-            bias = torch.zeros(b, 1, 1, end, dtype=self.cos.dtype, device=ids.device)
-            bias.masked_fill_(~keys[:, None, None, :], float("-inf"))
+        # causal and padding; a pad query also sees itself (no empty softmax row)
+        causal = torch.ones(s, s, dtype=torch.bool, device=ids.device).tril()
+        mask = (causal & keys[:, None, :]) | torch.eye(s, dtype=torch.bool, device=ids.device)
         cos, sin = self.cos[pos].unsqueeze(2), self.sin[pos].unsqueeze(2)  # (B, S, 1, D)
         x = F.embedding(ids, self.model.model.embed_tokens.weight)
         for lay, kc, vc in zip(self.layers, self.k, self.v, strict=True):
-            qkv = F.linear(_rms(x, lay.ln1), lay.qkv_w, lay.qkv_b).view(b, s, h + 2 * kvh, d)
-            qk, v = qkv[:, :, : h + kvh], qkv[:, :, h + kvh :]
-            half = torch.cat([-qk[..., d // 2 :], qk[..., : d // 2]], dim=-1)
-            qk = qk * cos + half * sin  # rotary on q and k at once
-            kc[:, :, start:end] = qk[:, :, h:].transpose(1, 2)
-            vc[:, :, start:end] = v.transpose(1, 2)
-            if s > 1:
-                o = F.scaled_dot_product_attention(
-                    qk[:, :, :h].transpose(1, 2),
-                    kc[:, :, :end],
-                    vc[:, :, :end],
-                    attn_mask=mask,
-                    scale=lay.scaling,
-                    enable_gqa=h != kvh,
-                ).transpose(1, 2)
-            else:  # query heads i*g..(i+1)*g-1 share kv head i (HF's repeat_kv)
-                q = qk[:, 0, :h].reshape(b, kvh, h // kvh, d)
-                att = torch.matmul(q, kc[:, :, :end].transpose(-1, -2)).mul_(lay.scaling)
-                o = torch.matmul(att.add_(bias).softmax(-1), vc[:, :, :end])
-            x = x + lay.o(o.reshape(b, s, h * d))
-            gate, up = F.linear(_rms(x, lay.ln2), lay.gate_up_w, lay.gate_up_b).chunk(2, dim=-1)
-            x = x + lay.down(F.silu(gate) * up)
-        x = _rms(x[:, -1], self.model.model.norm)
+            qkv = F.linear(rms(x, lay.ln1), lay.qkv_w, lay.qkv_b).view(b, s, h + 2 * kvh, d)
+            qk, v = rotate(qkv[:, :, : h + kvh], cos, sin), qkv[:, :, h + kvh :]  # q and k at once
+            kc[:, :, :s] = qk[:, :, h:].transpose(1, 2)
+            vc[:, :, :s] = v.transpose(1, 2)
+            o = F.scaled_dot_product_attention(
+                qk[:, :, :h].transpose(1, 2),
+                kc[:, :, :s],
+                vc[:, :, :s],
+                attn_mask=mask.unsqueeze(1),
+                scale=lay.scaling,
+                enable_gqa=h != kvh,
+            ).transpose(1, 2)
+            x = lay.mlp(x + lay.o(o.reshape(b, s, h * d)))
+        x = rms(x[:, -1], self.model.model.norm)
         return self.model.lm_head(x)
 
     def select(self, idx: torch.Tensor) -> None:
@@ -173,15 +213,16 @@ def _decode(model, prompt_ids, prompt_mask, group_size, max_new_tokens, pick, eo
 
     valid = prompt_mask.bool()
     pos = (prompt_mask.long().cumsum(1) - 1).clamp(min=0)
-    logits = run.forward(prompt_ids, pos, 0, valid)
+    logits = run.prefill(prompt_ids, pos, valid)
     if group_size > 1:
         run.select(torch.arange(n_prompts, device=device).repeat_interleave(group_size))
         logits = logits.repeat_interleave(group_size, dim=0)
         valid = valid.repeat_interleave(group_size, dim=0)
         pos = pos.repeat_interleave(group_size, dim=0)
 
-    keys = torch.ones(n, total, dtype=torch.bool, device=device)  # key mask of the batch rows
-    keys[:, :plen] = valid
+    # additive key bias of the batch rows: 0 for real keys, -inf for prompt padding
+    key_bias = torch.zeros(n, 1, 1, total, dtype=run.cos.dtype, device=device)
+    key_bias[:, 0, 0, :plen].masked_fill_(~valid, float("-inf"))
     next_pos = pos[:, -1] + 1
     tokens = torch.zeros(n, max_new_tokens, dtype=torch.long, device=device)
     lengths = torch.full((n,), max_new_tokens, dtype=torch.long, device=device)
@@ -209,9 +250,9 @@ def _decode(model, prompt_ids, prompt_mask, group_size, max_new_tokens, pick, eo
         if (~alive).sum() >= COMPACT_FRACTION * len(alive):
             idx = alive.nonzero().squeeze(1)
             run.select(idx)
-            batch, nxt, keys, next_pos = batch[idx], nxt[idx], keys[idx], next_pos[idx]
+            batch, nxt, key_bias, next_pos = batch[idx], nxt[idx], key_bias[idx], next_pos[idx]
             alive = alive[idx]
         col = plen + t
-        logits = run.forward(nxt.unsqueeze(1), next_pos.unsqueeze(1), col, keys[:, : col + 1])
+        logits = run.step(nxt, next_pos, col, key_bias[..., : col + 1])
         next_pos = next_pos + 1
     return tokens, lengths, finished

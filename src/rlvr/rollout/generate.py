@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import torch
@@ -172,6 +173,50 @@ def use_fast_decode(model: PreTrainedModel, total_len: int) -> bool:
     return fast_decode.unsupported(model, total_len) is None
 
 
+def decode_shards(model: PreTrainedModel, fast: bool, n_prompts: int) -> int:
+    """How many threads decode the batch, each a contiguous shard of the prompts.
+
+    On CPU a decode step of a small model is a chain of small matmuls that one core runs as
+    fast as two, so the batch is split in one shard per intra-op thread, each shard decoded on
+    one core by ``fast_decode``'s TorchScript step (which runs without the GIL). Elsewhere, or
+    with ``RLVR_DECODE_THREADS=1``, one batch."""
+    if not fast or next(model.parameters()).device.type != "cpu":
+        return 1
+    wanted = int(os.environ.get("RLVR_DECODE_THREADS", torch.get_num_threads()))
+    return max(1, min(wanted, n_prompts))
+
+
+def _sharded_decode(
+    model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos, shards, temperature, top_p,
+    generator,
+):  # fmt: skip
+    """``fast_decode.decode`` of each shard of the prompts in its own thread, one core each.
+
+    Each shard samples from its own generator, seeded from ``generator``: a seeded run draws
+    the same tokens every time (for a given number of shards)."""
+    seeds = torch.randint(0, 2**62, (shards,), generator=generator).tolist()
+    ids_parts, mask_parts = prompt_ids.tensor_split(shards), prompt_mask.tensor_split(shards)
+    parts = list(zip(ids_parts, mask_parts, strict=True))
+
+    def run(i: int):
+        torch.set_num_threads(1)
+        shard_gen = torch.Generator(prompt_ids.device).manual_seed(seeds[i])
+        ids, mask = parts[i]
+        first = int(mask.any(dim=0).nonzero()[0]) if mask.any() else 0  # the shard's own padding
+        return fast_decode.decode(
+            model, ids[:, first:], mask[:, first:], group_size, max_new_tokens,
+            lambda logits: _sample(logits, temperature, top_p, shard_gen), eos,
+        )  # fmt: skip
+
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(shards) as pool:
+            outs = list(pool.map(run, range(shards)))
+    finally:
+        torch.set_num_threads(threads)  # the update runs multi-threaded again
+    return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
+
+
 @torch.no_grad()
 def generate(
     model: PreTrainedModel,
@@ -192,16 +237,22 @@ def generate(
 
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
     fast = use_fast_decode(model, prompt_ids.shape[1] + max_new_tokens)
-    decode = fast_decode.decode if fast else hf_decode
-    tokens, lengths, finished = decode(
-        model,
-        prompt_ids,
-        prompt_mask,
-        group_size,
-        max_new_tokens,
-        lambda logits: _sample(logits, temperature, top_p, generator),
-        eos,
-    )
+    shards = decode_shards(model, fast, len(prompts))
+    if shards == 1:
+        tokens, lengths, finished = (fast_decode.decode if fast else hf_decode)(
+            model,
+            prompt_ids,
+            prompt_mask,
+            group_size,
+            max_new_tokens,
+            lambda logits: _sample(logits, temperature, top_p, generator),
+            eos,
+        )
+    else:
+        tokens, lengths, finished = _sharded_decode(
+            model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos,
+            shards, temperature, top_p, generator,
+        )  # fmt: skip
     prompt_ids = prompt_ids.repeat_interleave(group_size, dim=0)
     prompt_mask = prompt_mask.repeat_interleave(group_size, dim=0)
     n = prompt_ids.shape[0]

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import torch
 from transformers import PreTrainedModel
 
 from rlvr.rollout.generate import Rollouts, positions
+from rlvr.train.packed_logprobs import packed_logprobs, supported
+
+
+def use_packed(model: PreTrainedModel, attention_mask: torch.Tensor, n_completion: int) -> bool:
+    """The packed forward serves Llama-family models on left-padded, non-empty prompts unless
+    ``RLVR_PACKED=0``; PEFT wrappers and anything it cannot reproduce use the HF forward."""
+    if os.environ.get("RLVR_PACKED", "1") == "0" or hasattr(model, "get_base_model"):
+        return False
+    prompt = attention_mask[:, : attention_mask.shape[1] - n_completion]
+    if prompt.shape[1] == 0 or not bool(prompt[:, -1].all()):
+        return False
+    return supported(model, attention_mask.shape[1])
 
 
 def trimmed_slices(
@@ -39,7 +52,21 @@ def token_logprobs(
 
     Only the logits that predict completion tokens are materialised (``logits_to_keep``): with a
     150k-token vocabulary, the full logits tensor would dwarf everything else in memory.
+    Llama-family policies take ``packed_logprobs`` (each prompt once, no compute on padding).
     """
+    fn = packed_logprobs if use_packed(model, attention_mask, n_completion) else hf_logprobs
+    return fn(model, input_ids, attention_mask, n_completion, entropy_grad, temperature)
+
+
+def hf_logprobs(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    n_completion: int,
+    entropy_grad: bool = False,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``token_logprobs`` through the model's own forward: any model, any padding."""
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,

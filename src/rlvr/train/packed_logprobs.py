@@ -1,0 +1,130 @@
+"""Completion log-probs with each distinct prompt encoded once and no compute on padding.
+
+Why: a GRPO batch is G completions of each prompt, right-padded to the longest. Through the HF
+forward every row re-encodes its prompt and every padding column costs a full layer. Here, for
+Llama-family policies (``models.llama_ops``):
+- the distinct prompts of the batch are encoded once each; every completion attends to its
+  prompt's keys and values (gathered, so the gradient from all G completions adds up on the one
+  prompt encoding: the same gradient as G copies);
+- the matmuls (q/k/v, o, MLP, lm_head) run on the real tokens only, packed into one
+  (tokens, hidden) matrix; only attention sees the padded layout, scattered and gathered per layer;
+- logits are formed only where they predict a completion token.
+
+It returns what ``logprobs.token_logprobs`` returns (log-probs and entropies of the completion
+positions, (rows, completion width)), zero at padding positions, equal to the HF forward's to
+float rounding (tested, gradients included). Models it cannot reproduce use the HF forward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlvr.models import llama_ops
+from rlvr.models.llama_ops import LayerWeights, rms, rotate
+
+
+def supported(model: nn.Module, total_len: int) -> bool:
+    return llama_ops.unsupported(model, total_len) is None
+
+
+def _scatter(packed: torch.Tensor, index: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+    """(tokens, heads, D) -> (rows, heads, width, D), zeros where no token is."""
+    out = packed.new_zeros(rows * width, *packed.shape[1:])
+    out[index] = packed
+    return out.view(rows, width, *packed.shape[1:]).transpose(1, 2)
+
+
+def _gather(padded: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(rows, heads, width, D) -> (tokens, heads * D)."""
+    rows, heads, width, d = padded.shape
+    return padded.transpose(1, 2).reshape(rows * width, heads * d)[index]
+
+
+def packed_logprobs(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    n_completion: int,
+    entropy_grad: bool = False,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same contract as ``token_logprobs``: rows are a left-padded prompt then a right-padded
+    completion of ``n_completion`` columns."""
+    device = input_ids.device
+    plen = input_ids.shape[1] - n_completion
+    # The distinct prompts (ids and padding together), and which one each row continues.
+    prompt_key = torch.cat([input_ids[:, :plen], attention_mask[:, :plen]], dim=1)
+    uniq, row_prompt = torch.unique(prompt_key, dim=0, return_inverse=True)
+    prompt_ids, prompt_real = uniq[:, :plen], uniq[:, plen:].bool()
+    comp_ids, comp_real = input_ids[:, plen:], attention_mask[:, plen:].bool()
+    n_prompts, rows = len(uniq), len(input_ids)
+
+    prompt_lens = prompt_real.sum(dim=1)
+    prompt_pos = (prompt_real.long().cumsum(dim=1) - 1).clamp(min=0)
+    comp_pos = prompt_lens[row_prompt, None] + torch.arange(n_completion, device=device)
+    p_index = prompt_real.reshape(-1).nonzero().squeeze(1)  # into (n_prompts * plen)
+    c_index = comp_real.reshape(-1).nonzero().squeeze(1)  # into (rows * n_completion)
+    n_p = len(p_index)
+    ids = torch.cat([prompt_ids.reshape(-1)[p_index], comp_ids.reshape(-1)[c_index]])
+    pos = torch.cat([prompt_pos.reshape(-1)[p_index], comp_pos.reshape(-1)[c_index]])
+
+    heads, kv_heads, d = llama_ops.dims(model)
+    cos, sin = llama_ops.rotary_table(model, int(pos.max()) + 1 if len(pos) else 1)
+    cos, sin = cos[pos].unsqueeze(1), sin[pos].unsqueeze(1)  # (tokens, 1, D)
+
+    # Masks (True = may attend). A padding query sees itself, so no softmax row is empty.
+    ar_p = torch.arange(plen, device=device)
+    causal_p = ar_p[None, :] <= ar_p[:, None]
+    p_mask = (causal_p & prompt_real[:, None, :]) | torch.eye(plen, dtype=torch.bool, device=device)
+    ar_c = torch.arange(n_completion, device=device)
+    causal_c = (ar_c[None, :] <= ar_c[:, None]) & comp_real[:, None, :]
+    c_mask = torch.cat(
+        [prompt_real[row_prompt][:, None, :].expand(-1, n_completion, -1), causal_c], dim=2
+    )
+    c_mask[..., plen:] |= torch.eye(n_completion, dtype=torch.bool, device=device)
+    p_mask, c_mask = p_mask.unsqueeze(1), c_mask.unsqueeze(1)
+
+    def attend(q, k, v, mask, scale):
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, scale=scale, enable_gqa=heads != kv_heads
+        )
+
+    embed = model.model.embed_tokens  # its padding_idx row gets no gradient, as in HF
+    x = F.embedding(ids, embed.weight, padding_idx=embed.padding_idx)
+    for layer in model.model.layers:
+        lay = LayerWeights(layer)
+        qkv = F.linear(rms(x, lay.ln1), lay.qkv_w, lay.qkv_b).view(-1, heads + 2 * kv_heads, d)
+        qk, v = rotate(qkv[:, : heads + kv_heads], cos, sin), qkv[:, heads + kv_heads :]
+        q, k = qk[:, :heads], qk[:, heads:]
+        qp, kp, vp = (_scatter(t[:n_p], p_index, n_prompts, plen) for t in (q, k, v))
+        qc, kc, vc = (_scatter(t[n_p:], c_index, rows, n_completion) for t in (q, k, v))
+        out_p = attend(qp, kp, vp, p_mask, lay.scaling)
+        keys = torch.cat([kp[row_prompt], kc], dim=2)
+        values = torch.cat([vp[row_prompt], vc], dim=2)
+        out_c = attend(qc, keys, values, c_mask, lay.scaling)
+        o = torch.cat([_gather(out_p, p_index), _gather(out_c, c_index)])
+        x = lay.mlp(x + lay.o(o))
+
+    # The hidden state that predicts each real completion token: the prompt's last token for
+    # the first, the previous completion token for the others (packed positions).
+    last_of_prompt = prompt_lens.cumsum(dim=0) - 1  # left padding: the last column is real
+    packed_at = torch.full((rows * n_completion,), -1, dtype=torch.long, device=device)
+    packed_at[c_index] = torch.arange(n_p, n_p + len(c_index), device=device)
+    packed_at = packed_at.view(rows, n_completion)
+    source = torch.cat([last_of_prompt[row_prompt, None], packed_at[:, :-1]], dim=1)
+    hidden = rms(x[source.reshape(-1)[c_index]], model.model.norm)
+    logits = model.lm_head(hidden).float() / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    targets = comp_ids.reshape(-1)[c_index]
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+
+    def padded(values: torch.Tensor) -> torch.Tensor:
+        out = values.new_zeros(rows * n_completion)
+        out[c_index] = values
+        return out.view(rows, n_completion)
+
+    return padded(logp), padded(entropy)
