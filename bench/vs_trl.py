@@ -15,7 +15,10 @@ Per-step time is the median after ``--warmup`` steps. The FLOP estimate per step
 completion of every row; the same token counts are measured for both trainers), compared with the
 machine's matmul peak measured here with a torch matmul loop.
 
-Usage: ``python bench/vs_trl.py [--steps 20] [--model-scale 20] [--init CHECKPOINT]``.
+Per-step times are pooled over ``--seeds`` (default 0,1,2: three RL runs of each trainer from
+the same SFT checkpoint); held-out pass@1 is the mean over the seeds, each seed's also printed.
+
+Usage: ``python bench/vs_trl.py [--steps 30] [--seeds 0,1,2] [--model-scale 20] [--init DIR]``.
 Human-readable progress goes to stderr; the last line on stdout is one JSON object.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -333,9 +337,8 @@ def run_trl(init: Path, train, args, work: Path, between_steps=None) -> dict:
 # -- the comparison -------------------------------------------------------------------------------
 
 
-def summarise(name: str, run: dict, warmup: int, peak: float) -> dict:
-    steady = run["steps"][warmup:] or run["steps"]
-    med = {k: statistics.median(s[k] for s in steady) for k in steady[0]}
+def summarise(name: str, steps: list[dict], warmup: int, peak: float) -> dict:
+    med = {k: statistics.median(s[k] for s in steps) for k in steps[0]}
     flops = med["flops"] / med["seconds"]
     log(
         f"{name:5s} median s/step {med['seconds']:.3f}  generate {med['generate']:.3f}  "
@@ -346,10 +349,32 @@ def summarise(name: str, run: dict, warmup: int, peak: float) -> dict:
     return {**med, "flop_per_s": flops, "peak_fraction": flops / peak}
 
 
+def one_seed(seed: int, init: Path, task: AdditionTask, heldout, args, work: Path) -> dict:
+    """Both trainers, in turn, from ``init`` with RL seed ``seed``: per-step records (after
+    warm-up) and held-out pass@1 of each."""
+    run_args = argparse.Namespace(**{**vars(args), "seed": seed})
+    train = task.examples("train", args.steps * args.prompts)
+    random.Random(seed).shuffle(train)  # rlvr's prompt order varies with the seed, as TRL's does
+    log(f"seed {seed}: {args.steps} steps of {args.prompts} prompts x {args.group_size}, "
+        "rlvr and TRL in turn")  # fmt: skip
+    rlvr = RlvrRun(init, train, run_args)
+    trl = run_trl(init, train, run_args, work / f"seed{seed}", between_steps=rlvr.step)
+    out = {}
+    for name, run in (("rlvr", {"steps": rlvr.steps, "model": rlvr.model,
+                                "tokenizer": rlvr.tokenizer, "params": rlvr.params}),
+                      ("trl", trl)):  # fmt: skip
+        score = heldout_pass1(run["model"], run["tokenizer"], heldout, args.max_new_tokens)
+        log(f"  {name}: held-out greedy pass@1 after {args.steps} steps: {score:.3f}")
+        out[name] = {"steps": run["steps"][args.warmup :], "heldout": score,
+                     "params": run["params"]}  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3, help="steps left out of the median")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5, help="steps left out of the median")
+    ap.add_argument("--seeds", default="0,1,2", help="RL seeds; held-out is their mean")
     ap.add_argument("--prompts", type=int, default=8, help="prompts per step")
     ap.add_argument("--group-size", type=int, default=8, help="G: completions per prompt")
     ap.add_argument("--max-new-tokens", type=int, default=32)
@@ -361,48 +386,37 @@ def main() -> None:
     ap.add_argument("--init", type=Path, help="SFT checkpoint to start both from")
     ap.add_argument("--sft-examples", type=int, default=600)
     ap.add_argument("--sft-epochs", type=int, default=30)
-    ap.add_argument("--heldout", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--heldout", type=int, default=200)
     args = ap.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")]
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-vs-trl-"))
     init = args.init or make_sft_checkpoint(args.model_scale, work, args)
-    task = AdditionTask(seed=args.seed)
-    train = task.examples("train", args.steps * args.prompts)
+    task = AdditionTask(seed=0)  # the problems; the SFT checkpoint and held-out set are fixed
     heldout = task.examples("heldout", args.heldout)
     peak = matmul_peak(args.threads)
     log(f"matmul peak: {peak / 1e9:.1f} GFLOP/s on {args.threads} threads; work dir {work}")
 
-    log(f"{args.steps} steps of {args.prompts} prompts x {args.group_size}, rlvr and TRL in turn")
-    rlvr = RlvrRun(init, train, args)
-    trl = run_trl(init, train, args, work, between_steps=rlvr.step)
-    runs = {
-        "rlvr": {"steps": rlvr.steps, "model": rlvr.model, "tokenizer": rlvr.tokenizer,
-                 "params": rlvr.params},
-        "trl": trl,
-    }  # fmt: skip
+    per_seed = [one_seed(seed, init, task, heldout, args, work) for seed in seeds]
     results = {}
-    for name, run in runs.items():
-        summary = summarise(name, run, args.warmup, peak)
-        summary["heldout"] = heldout_pass1(
-            run["model"], run["tokenizer"], heldout, args.max_new_tokens
-        )
-        summary["params"] = run["params"]
-        log(f"{name}: held-out greedy pass@1 after {args.steps} steps: {summary['heldout']:.3f}")
-        results[name] = summary
-
+    for name in ("rlvr", "trl"):
+        steps = [s for run in per_seed for s in run[name]["steps"]]
+        results[name] = summarise(name, steps, args.warmup, peak)
+        results[name]["heldout"] = [run[name]["heldout"] for run in per_seed]
     r, t = results["rlvr"], results["trl"]
     out = {
         "steps": args.steps,
+        "seeds": seeds,
         "model_scale": args.model_scale,
-        "params": r["params"],
+        "params": per_seed[0]["rlvr"]["params"],
         "threads": args.threads,
         "rlvr_s_per_step": round(r["seconds"], 4),
         "trl_s_per_step": round(t["seconds"], 4),
         "speedup": round(t["seconds"] / r["seconds"], 2),
-        "rlvr_heldout": r["heldout"],
-        "trl_heldout": t["heldout"],
+        "rlvr_heldout": round(statistics.mean(r["heldout"]), 4),
+        "trl_heldout": round(statistics.mean(t["heldout"]), 4),
+        "heldout_per_seed": {"rlvr": r["heldout"], "trl": t["heldout"]},
         "peak_gflops": round(peak / 1e9, 1),
         "rlvr_peak_fraction": round(r["peak_fraction"], 4),
         "trl_peak_fraction": round(t["peak_fraction"], 4),

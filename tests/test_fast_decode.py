@@ -147,3 +147,16 @@ def test_unsupported_models_fall_back():
     qwen.config.use_sliding_window, qwen.config.sliding_window = True, 16
     assert "sliding" in fast_decode.unsupported(qwen, 64)
     assert fast_decode.unsupported(qwen, 8) is None
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.8])
+def test_sampler_draws_from_the_tempered_softmax(top_p):
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(20000, 1)
+    probs = torch.softmax(logits[0] / 0.7, dim=-1)
+    if top_p < 1.0:  # the nucleus: the smallest prefix of sorted tokens reaching top_p
+        keep = probs.cumsum(0) - probs < top_p
+        probs = probs * keep / (probs * keep).sum()
+    draws = _sample(logits, 0.7, top_p, torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=4).float() / len(draws)
+    torch.testing.assert_close(freq, probs, atol=0.012, rtol=0)
+    assert (freq[probs == 0] == 0).all()

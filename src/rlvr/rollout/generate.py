@@ -89,12 +89,16 @@ def positions(attention_mask: torch.Tensor) -> torch.Tensor:
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p
-        sorted_p = sorted_p * keep
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    scaled = logits.float() / temperature
+    if top_p >= 1.0:
+        # Gumbel-max: argmax(logits / T + Gumbel noise) is an exact draw from softmax(logits / T),
+        # at half the cost of softmax + multinomial on CPU.
+        uniform = torch.rand(scaled.shape, generator=generator, device=scaled.device)
+        return (scaled - (-uniform.log()).log()).argmax(dim=-1)
+    probs = torch.softmax(scaled, dim=-1)
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p
+    probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 

@@ -29,19 +29,6 @@ def supported(model: nn.Module, total_len: int) -> bool:
     return llama_ops.unsupported(model, total_len) is None
 
 
-def _scatter(packed: torch.Tensor, index: torch.Tensor, rows: int, width: int) -> torch.Tensor:
-    """(tokens, heads, D) -> (rows, heads, width, D), zeros where no token is."""
-    out = packed.new_zeros(rows * width, *packed.shape[1:])
-    out[index] = packed
-    return out.view(rows, width, *packed.shape[1:]).transpose(1, 2)
-
-
-def _gather(padded: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(rows, heads, width, D) -> (tokens, heads * D)."""
-    rows, heads, width, d = padded.shape
-    return padded.transpose(1, 2).reshape(rows * width, heads * d)[index]
-
-
 def packed_logprobs(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -64,14 +51,27 @@ def packed_logprobs(
     prompt_lens = prompt_real.sum(dim=1)
     prompt_pos = (prompt_real.long().cumsum(dim=1) - 1).clamp(min=0)
     comp_pos = prompt_lens[row_prompt, None] + torch.arange(n_completion, device=device)
+    ids_pad, pos_pad = input_ids.new_zeros(1), prompt_pos.new_zeros(1)
     p_index = prompt_real.reshape(-1).nonzero().squeeze(1)  # into (n_prompts * plen)
     c_index = comp_real.reshape(-1).nonzero().squeeze(1)  # into (rows * n_completion)
-    n_p = len(p_index)
-    ids = torch.cat([prompt_ids.reshape(-1)[p_index], comp_ids.reshape(-1)[c_index]])
-    pos = torch.cat([prompt_pos.reshape(-1)[p_index], comp_pos.reshape(-1)[c_index]])
+    n_p, n_c = len(p_index), len(c_index)
+    # Packed tokens: the prompts' real tokens, the completions' real tokens, then one dummy
+    # token that fills every padding slot of the attention layout (its keys are masked out and
+    # its queries' outputs dropped, so it gets exactly zero gradient).
+    dummy = n_p + n_c
+    ids = torch.cat([prompt_ids.reshape(-1)[p_index], comp_ids.reshape(-1)[c_index], ids_pad])
+    pos = torch.cat([prompt_pos.reshape(-1)[p_index], comp_pos.reshape(-1)[c_index], pos_pad])
+    prompt_slot = torch.full((n_prompts * plen,), dummy, dtype=torch.long, device=device)
+    prompt_slot[p_index] = torch.arange(n_p, device=device)
+    prompt_slot = prompt_slot.view(n_prompts, plen)
+    comp_slot = torch.full((rows * n_completion,), dummy, dtype=torch.long, device=device)
+    comp_slot[c_index] = torch.arange(n_p, dummy, device=device)
+    comp_slot = comp_slot.view(rows, n_completion)
+    key_slot = torch.cat([prompt_slot[row_prompt], comp_slot], dim=1)  # each row's prompt + own
+    back = torch.cat([c_index, c_index.new_zeros(1)])  # the dummy's output: any finite row
 
     heads, kv_heads, d = llama_ops.dims(model)
-    cos, sin = llama_ops.rotary_table(model, int(pos.max()) + 1 if len(pos) else 1)
+    cos, sin = llama_ops.rotary_table(model, int(pos.max()) + 1)
     cos, sin = cos[pos].unsqueeze(1), sin[pos].unsqueeze(1)  # (tokens, 1, D)
 
     # Masks (True = may attend). A padding query sees itself, so no softmax row is empty.
@@ -88,8 +88,13 @@ def packed_logprobs(
 
     def attend(q, k, v, mask, scale):
         return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, scale=scale, enable_gqa=heads != kv_heads
-        )
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            attn_mask=mask,
+            scale=scale,
+            enable_gqa=heads != kv_heads,
+        ).transpose(1, 2)
 
     embed = model.model.embed_tokens  # its padding_idx row gets no gradient, as in HF
     x = F.embedding(ids, embed.weight, padding_idx=embed.padding_idx)
@@ -98,13 +103,14 @@ def packed_logprobs(
         qkv = F.linear(rms(x, lay.ln1), lay.qkv_w, lay.qkv_b).view(-1, heads + 2 * kv_heads, d)
         qk, v = rotate(qkv[:, : heads + kv_heads], cos, sin), qkv[:, heads + kv_heads :]
         q, k = qk[:, :heads], qk[:, heads:]
-        qp, kp, vp = (_scatter(t[:n_p], p_index, n_prompts, plen) for t in (q, k, v))
-        qc, kc, vc = (_scatter(t[n_p:], c_index, rows, n_completion) for t in (q, k, v))
-        out_p = attend(qp, kp, vp, p_mask, lay.scaling)
-        keys = torch.cat([kp[row_prompt], kc], dim=2)
-        values = torch.cat([vp[row_prompt], vc], dim=2)
-        out_c = attend(qc, keys, values, c_mask, lay.scaling)
-        o = torch.cat([_gather(out_p, p_index), _gather(out_c, c_index)])
+        out_p = attend(q[prompt_slot], k[prompt_slot], v[prompt_slot], p_mask, lay.scaling)
+        out_c = attend(q[comp_slot], k[key_slot], v[key_slot], c_mask, lay.scaling)
+        o = torch.cat(
+            [
+                out_p.reshape(n_prompts * plen, heads * d)[p_index],
+                out_c.reshape(rows * n_completion, heads * d)[back],
+            ]
+        )
         x = lay.mlp(x + lay.o(o))
 
     # The hidden state that predicts each real completion token: the prompt's last token for
