@@ -14,12 +14,13 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from rlvr.cpu_threads import cpu_shards, on_threads
 from rlvr.rollout import fast_decode
 
 
@@ -184,10 +185,9 @@ def decode_shards(model: PreTrainedModel, fast: bool, n_prompts: int) -> int:
     fast as two, so the batch is split in one shard per intra-op thread, each shard decoded on
     one core by ``fast_decode``'s TorchScript step (which runs without the GIL). Elsewhere, or
     with ``RLVR_DECODE_THREADS=1``, one batch."""
-    if not fast or next(model.parameters()).device.type != "cpu":
+    if not fast:
         return 1
-    wanted = int(os.environ.get("RLVR_DECODE_THREADS", torch.get_num_threads()))
-    return max(1, min(wanted, n_prompts))
+    return cpu_shards(next(model.parameters()).device, n_prompts, "RLVR_DECODE_THREADS")
 
 
 def _sharded_decode(
@@ -199,25 +199,19 @@ def _sharded_decode(
     Each shard samples from its own generator, seeded from ``generator``: a seeded run draws
     the same tokens every time (for a given number of shards)."""
     seeds = torch.randint(0, 2**62, (shards,), generator=generator).tolist()
-    ids_parts, mask_parts = prompt_ids.tensor_split(shards), prompt_mask.tensor_split(shards)
-    parts = list(zip(ids_parts, mask_parts, strict=True))
+    parts = zip(prompt_ids.tensor_split(shards), prompt_mask.tensor_split(shards), strict=True)
 
-    def run(i: int):
-        torch.set_num_threads(1)
-        shard_gen = torch.Generator(prompt_ids.device).manual_seed(seeds[i])
-        ids, mask = parts[i]
+    def job(ids: torch.Tensor, mask: torch.Tensor, seed: int):
+        shard_gen = torch.Generator(ids.device).manual_seed(seed)
         first = int(mask.any(dim=0).nonzero()[0]) if mask.any() else 0  # the shard's own padding
         return fast_decode.decode(
             model, ids[:, first:], mask[:, first:], group_size, max_new_tokens,
             lambda logits: _sample(logits, temperature, top_p, shard_gen), eos,
         )  # fmt: skip
 
-    threads = torch.get_num_threads()
-    try:
-        with ThreadPoolExecutor(shards) as pool:
-            outs = list(pool.map(run, range(shards)))
-    finally:
-        torch.set_num_threads(threads)  # the update runs multi-threaded again
+    outs = on_threads(
+        [partial(job, ids, mask, seed) for (ids, mask), seed in zip(parts, seeds, strict=True)]
+    )
     return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
 
 

@@ -20,12 +20,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.algorithms import LossSettings, compute_advantages, policy_loss
 from rlvr.config import AlgorithmConfig, RLConfig, RolloutConfig
+from rlvr.cpu_threads import cpu_shards, on_threads
+from rlvr.models.llama_ops import unsupported
 from rlvr.rollout.generate import Rollouts, generate
 from rlvr.tasks.base import Example
 from rlvr.train.logprobs import rollout_logprobs, token_logprobs, trimmed_slices
@@ -172,6 +175,14 @@ def collect_batch(
     return Batch(ro, rows, verdicts, rewards, advantages, loss_mask, seconds)
 
 
+def update_shards(policy: PreTrainedModel, n_rows: int, seq_len: int) -> int:
+    """Data-parallel shards for the update: one per core on CPU for policies the packed forward
+    serves (its ops are thread-safe; HF modules and PEFT wrappers run in one piece)."""
+    if hasattr(policy, "get_base_model") or unsupported(policy, seq_len) is not None:
+        return 1
+    return cpu_shards(next(policy.parameters()).device, n_rows, "RLVR_UPDATE_THREADS")
+
+
 def update_policy(
     policy: PreTrainedModel,
     batch: Batch,
@@ -199,37 +210,77 @@ def update_policy(
     if settings.beta == 0 and not settings.entropy_coef:
         live = (batch.advantages != 0).nonzero().squeeze(1)
     n_live = max(len(live), 1)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    shards = update_shards(policy, len(live), ro.input_ids.shape[1])
+    # Data-parallel micro-batches on CPU (one per core, contiguous groups so rows that share a
+    # prompt stay together); otherwise length-sorted micro-batches, one after another.
+    size = max(1, min(rl.micro_batch_size, -(-len(live) // shards)))
+    micro = list(
+        trimmed_slices(
+            ro.attention_mask[live], ro.completion_mask[live], ro.prompt_len, size, shards == 1
+        )
+    )
+
+    def micro_loss(sub: torch.Tensor, cols: slice, plen: int) -> tuple[torch.Tensor, dict]:
+        """One micro-batch's share of the full-batch loss, and its diagnostics (weighted)."""
+        rows = live[sub]
+        ids, att = ro.input_ids[rows, cols], ro.attention_mask[rows, cols]
+        width = ids.shape[1] - plen
+        logp, entropy = token_logprobs(
+            policy, ids, att, width, settings.entropy_coef > 0, ro.temperature
+        )
+        mask = batch.loss_mask[rows, :width]
+        old = old_logp[rows, :width] if old_logp is not None else logp.detach()
+        ref = ref_logp[rows, :width] if ref_logp is not None else None
+        loss, metrics = policy_loss(logp, old, batch.advantages[rows], mask, settings, ref, entropy)
+        # Micro-batches add up to the full-batch loss (gradient accumulation): a token mean
+        # is weighted by the micro-batch's share of the tokens, the others by its rows.
+        if settings.aggregation == "token":
+            weight = float(mask.sum()) / max(float(batch.loss_mask.sum()), 1.0)
+        else:
+            weight = len(rows) / n_rows
+        # diagnostics: means over the rows that carry gradient
+        metrics["entropy"] = float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1))
+        metrics = {k: v * len(rows) / n_live for k, v in metrics.items()}
+        metrics["loss"] = float(loss.detach()) * weight
+        return loss * weight, metrics
+
+    def shard_grads(chunk: list) -> tuple[list[torch.Tensor | None], list[dict]]:
+        """Gradients of a shard's micro-batches, summed in order (deterministic)."""
+        grads: list[torch.Tensor | None] = [None] * len(params)
+        metrics = []
+        for mb in chunk:
+            loss, m = micro_loss(*mb)
+            metrics.append(m)
+            got = torch.autograd.grad(loss, params, allow_unused=True)
+            grads = [
+                b if a is None else a if b is None else b + a
+                for a, b in zip(got, grads, strict=True)
+            ]
+        return grads, metrics
+
     totals: dict[str, float] = {"loss": 0.0}
     count = 0
     policy.train()
     for _ in range(algo.mu):
-        for sub, cols, plen in trimmed_slices(
-            ro.attention_mask[live], ro.completion_mask[live], ro.prompt_len, rl.micro_batch_size
-        ):
-            rows = live[sub]
-            ids, att = ro.input_ids[rows, cols], ro.attention_mask[rows, cols]
-            width = ids.shape[1] - plen
-            logp, entropy = token_logprobs(
-                policy, ids, att, width, settings.entropy_coef > 0, ro.temperature
-            )
-            mask = batch.loss_mask[rows, :width]
-            old = old_logp[rows, :width] if old_logp is not None else logp.detach()
-            ref = ref_logp[rows, :width] if ref_logp is not None else None
-            loss, metrics = policy_loss(
-                logp, old, batch.advantages[rows], mask, settings, ref, entropy
-            )
-            # Micro-batches add up to the full-batch loss (gradient accumulation): a token mean
-            # is weighted by the micro-batch's share of the tokens, the others by its rows.
-            if settings.aggregation == "token":
-                weight = float(mask.sum()) / max(float(batch.loss_mask.sum()), 1.0)
-            else:
-                weight = len(rows) / n_rows
-            (loss * weight).backward()
-            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) * weight
-            # diagnostics: means over the rows that carry gradient
-            metrics["entropy"] = float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1))
-            for key, value in metrics.items():
-                totals[key] = totals.get(key, 0.0) + value * len(rows) / n_live
+        if shards == 1:
+            results = []
+            for mb in micro:
+                loss, m = micro_loss(*mb)
+                loss.backward()
+                results.append(m)
+        else:  # each shard on its own core; the shards' gradients summed in shard order
+            chunks = [micro[i::shards] for i in range(shards)]
+            done = on_threads([partial(shard_grads, c) for c in chunks if c])
+            results = [m for _, ms in done for m in ms]
+            for i, p in enumerate(params):
+                parts = [g[i] for g, _ in done if g[i] is not None]
+                if parts:
+                    total = torch.stack(parts).sum(0) if len(parts) > 1 else parts[0]
+                    p.grad = total if p.grad is None else p.grad + total
+        for m in results:
+            for key, value in m.items():
+                totals[key] = totals.get(key, 0.0) + value
         for p in policy.parameters():  # all rows tied: a zero gradient, so Adam still steps
             if p.requires_grad and p.grad is None:
                 p.grad = torch.zeros_like(p)

@@ -24,13 +24,21 @@ def use_packed(model: PreTrainedModel, attention_mask: torch.Tensor, n_completio
 
 
 def trimmed_slices(
-    attention_mask: torch.Tensor, completion_mask: torch.Tensor, prompt_len: int, size: int
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+    prompt_len: int,
+    size: int,
+    by_length: bool = True,
 ) -> Iterator[tuple[torch.Tensor, slice, int]]:
-    """Row indices of each micro-batch (rows of similar length together) and the columns that
-    hold any real token for them: the prompt's common left padding and the completions' common
-    right padding are cut, so no compute goes to columns that are padding in every row."""
+    """Row indices of each micro-batch (rows of similar length together, or in their order when
+    not ``by_length``) and the columns that hold any real token for them: the prompt's common
+    left padding and the completions' common right padding are cut, so no compute goes to
+    columns that are padding in every row."""
     n = attention_mask.shape[0]
-    order = torch.argsort(completion_mask.sum(dim=1), descending=True)
+    if by_length:
+        order = torch.argsort(completion_mask.sum(dim=1), descending=True)
+    else:
+        order = torch.arange(n)
     for start in range(0, n, size):
         rows = order[start : start + size]
         real_prompt = attention_mask[rows, :prompt_len].any(dim=0).nonzero()
