@@ -10,10 +10,12 @@ greedy pass@1 on held-out problems.
 
 The two trainers take turns, one step each (TRL's callback runs an rlvr step between two of its
 own, outside its timer), so a noisy shared machine slows both alike and the ratio holds.
-Per-step time is the median after ``--warmup`` steps. The FLOP estimate per step is
-``6 * params * trained_tokens + 2 * params * generated_tokens`` (trained tokens: prompt and
-completion of every row; the same token counts are measured for both trainers), compared with the
-machine's matmul peak measured here with a torch matmul loop.
+Per-step time is the median after ``--warmup`` steps. The FLOP count of a step is the work of
+a plain forward and backward, ``6 * params * trained_tokens + 2 * params * generated_tokens``
+(trained tokens: prompt and completion of every back-propagated row; counted the same way for
+both trainers), so FLOP/s is "the same work per second" (rlvr encodes each prompt once per group
+and so executes a little less arithmetic than it is credited with). It is compared with the
+machine's matmul peak, measured here with a float32 1024x1024 matmul loop.
 
 Per-step times are pooled over ``--seeds`` (default 0,1,2: three RL runs of each trainer from
 the same SFT checkpoint); held-out pass@1 is the mean over the seeds, each seed's also printed.
@@ -152,7 +154,7 @@ class RlvrRun:
             self.reference, _ = load_policy(init, "cpu", "float32")
             self.reference.eval().requires_grad_(False)
         self.optimizer, self.scheduler = make_optimizer(
-            self.model, self.rl.lr, self.rl.steps, 0.0, 0.0, "constant"
+            self.model, self.rl.lr, self.rl.steps, 0.0, 0.0, "constant", fused=True
         )
         self.settings = loss_settings(self.algo, self.rollout.max_new_tokens)
         self.generator = torch.Generator().manual_seed(args.seed)

@@ -176,8 +176,9 @@ def stage_rl(ctx: RunContext, init: str = "sft") -> dict[str, Any]:
     if cfg.model.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
     optimizer, scheduler = make_optimizer(
-        policy, rl.lr, rl.steps * algo.mu, rl.warmup_ratio, rl.weight_decay, rl.schedule
-    )
+        policy, rl.lr, rl.steps * algo.mu, rl.warmup_ratio, rl.weight_decay, rl.schedule,
+        fused=True,
+    )  # fmt: skip
     with warnings.catch_warnings():  # stepping a schedule before any optimizer step is the point
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(start * algo.mu):  # resume: the schedule where it was (AdamW restarts)
