@@ -358,9 +358,14 @@ def test_mu_computes_pi_old_once(tiny, monkeypatch) -> None:
 
 @pytest.mark.parametrize("aggregation", ["sequence", "token", "constant"])
 @pytest.mark.parametrize("micro", [64, 3])
-def test_update_gradient_is_the_full_batch_loss_gradient(tiny, aggregation, micro) -> None:
-    """Micro-batches (gradient accumulation) and skipped tied groups (zero advantage) must give
-    the gradient of the loss of the whole batch, computed in one piece."""
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_update_gradient_is_the_full_batch_loss_gradient(
+    tiny, aggregation, micro, threads, monkeypatch
+) -> None:
+    """Micro-batches (gradient accumulation), skipped tied groups (zero advantage) and the CPU
+    shards (one thread per shard, gradients summed in order) must give the gradient of the loss
+    of the whole batch, computed in one piece."""
+    monkeypatch.setenv("RLVR_UPDATE_THREADS", threads)
     import copy
 
     import rlvr.train.grpo as grpo
@@ -396,6 +401,7 @@ def test_update_gradient_is_the_full_batch_loss_gradient(tiny, aggregation, micr
     opt.zero_grad = lambda set_to_none=True: None  # keep .grad for inspection
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     rl = RLConfig(micro_batch_size=micro, max_grad_norm=1e9)
+    assert grpo.update_shards(m, 4, ro.input_ids.shape[1]) == int(threads)
     out = grpo.update_policy(m, batch, opt, sched, settings, algo, rl, None)
     got = torch.cat([p.grad.flatten() for p in m.parameters()])
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-4)

@@ -183,6 +183,45 @@ def update_shards(policy: PreTrainedModel, n_rows: int, seq_len: int) -> int:
     return cpu_shards(next(policy.parameters()).device, n_rows, "RLVR_UPDATE_THREADS")
 
 
+def accumulate_gradients(
+    micro: list, micro_loss: Callable, params: list[torch.Tensor], shards: int
+) -> list[dict]:
+    """Back-propagate every micro-batch's loss into ``.grad``; returns their diagnostics.
+
+    With one shard, one after another (``backward``). With more, the micro-batches are dealt to
+    one thread per core; each thread sums its own gradients (``autograd.grad``) and the shards'
+    sums are added in shard order, so the result does not depend on thread timing."""
+    if shards == 1:
+        results = []
+        for mb in micro:
+            loss, metrics = micro_loss(*mb)
+            loss.backward()
+            results.append(metrics)
+        return results
+
+    def shard(chunk: list) -> tuple[list[torch.Tensor | None], list[dict]]:
+        grads: list[torch.Tensor | None] = [None] * len(params)
+        metrics = []
+        for mb in chunk:
+            loss, m = micro_loss(*mb)
+            metrics.append(m)
+            got = torch.autograd.grad(loss, params, allow_unused=True)
+            grads = [
+                b if a is None else a if b is None else b + a
+                for a, b in zip(got, grads, strict=True)
+            ]
+        return grads, metrics
+
+    chunks = [micro[i::shards] for i in range(shards)]
+    done = on_threads([partial(shard, c) for c in chunks if c])
+    for i, p in enumerate(params):
+        parts = [g[i] for g, _ in done if g[i] is not None]
+        if parts:
+            total = torch.stack(parts).sum(0) if len(parts) > 1 else parts[0]
+            p.grad = total if p.grad is None else p.grad + total
+    return [m for _, ms in done for m in ms]
+
+
 def update_policy(
     policy: PreTrainedModel,
     batch: Batch,
@@ -245,39 +284,11 @@ def update_policy(
         metrics["loss"] = float(loss.detach()) * weight
         return loss * weight, metrics
 
-    def shard_grads(chunk: list) -> tuple[list[torch.Tensor | None], list[dict]]:
-        """Gradients of a shard's micro-batches, summed in order (deterministic)."""
-        grads: list[torch.Tensor | None] = [None] * len(params)
-        metrics = []
-        for mb in chunk:
-            loss, m = micro_loss(*mb)
-            metrics.append(m)
-            got = torch.autograd.grad(loss, params, allow_unused=True)
-            grads = [
-                b if a is None else a if b is None else b + a
-                for a, b in zip(got, grads, strict=True)
-            ]
-        return grads, metrics
-
     totals: dict[str, float] = {"loss": 0.0}
     count = 0
     policy.train()
     for _ in range(algo.mu):
-        if shards == 1:
-            results = []
-            for mb in micro:
-                loss, m = micro_loss(*mb)
-                loss.backward()
-                results.append(m)
-        else:  # each shard on its own core; the shards' gradients summed in shard order
-            chunks = [micro[i::shards] for i in range(shards)]
-            done = on_threads([partial(shard_grads, c) for c in chunks if c])
-            results = [m for _, ms in done for m in ms]
-            for i, p in enumerate(params):
-                parts = [g[i] for g, _ in done if g[i] is not None]
-                if parts:
-                    total = torch.stack(parts).sum(0) if len(parts) > 1 else parts[0]
-                    p.grad = total if p.grad is None else p.grad + total
+        results = accumulate_gradients(micro, micro_loss, params, shards)
         for m in results:
             for key, value in m.items():
                 totals[key] = totals.get(key, 0.0) + value
