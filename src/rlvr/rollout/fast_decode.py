@@ -8,8 +8,11 @@ growth by ``torch.cat``, rotary cos/sin recomputed every step, row removal by
   the q/k/v and gate/up weights are concatenated once per call, so one matmul serves each group;
 - the KV cache is preallocated (rows x kv-heads x (prompt + max_new) x head_dim), written in place;
 - cos/sin come from the model's own rotary module, once, for every position the call can reach;
-- left padding is an explicit boolean key mask; finished rows stay in the batch (their tokens are
-  ignored) until a quarter of the batch has finished, then the cache is compacted in one copy.
+- left padding is an explicit key mask; finished rows stay in the batch (their tokens are
+  ignored) until a quarter of the batch has finished, then the cache is compacted in one copy;
+- each decode step (one token for every row) is one TorchScript call, ``_decode_step``: no
+  Python between its ops, and no GIL held, so ``generate`` can run one shard of the batch per
+  CPU core at once (at this size a matmul runs no faster on two threads than on one).
 
 It returns what ``generate``'s HF loop returns, calls ``pick`` on the same rows in the same order
 (so a seeded sampler draws the same tokens), and its logits match the HF forward to float

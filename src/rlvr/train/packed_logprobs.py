@@ -7,7 +7,7 @@ Llama-family policies (``models.llama_ops``):
   prompt's keys and values (gathered, so the gradient from all G completions adds up on the one
   prompt encoding: the same gradient as G copies);
 - the matmuls (q/k/v, o, MLP, lm_head) run on the real tokens only, packed into one
-  (tokens, hidden) matrix; only attention sees the padded layout, scattered and gathered per layer;
+  (tokens, hidden) matrix; only attention sees a padded layout, one gather per tensor per layer;
 - logits are formed only where they predict a completion token.
 
 It returns what ``logprobs.token_logprobs`` returns (log-probs and entropies of the completion
