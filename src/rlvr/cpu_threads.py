@@ -28,15 +28,15 @@ def cpu_shards(device: torch.device, rows: int, env: str) -> int:
     return max(1, min(wanted, rows))
 
 
-_pool: list[ThreadPoolExecutor] = []  # kept: fresh threads start with cold kernel caches
+# Kept for the process, one per shard count: fresh threads start with cold kernel caches, and
+# with a new pool per call the update's sharding gained nothing.
+_pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def _workers(n: int) -> ThreadPoolExecutor:
-    if not _pool or _pool[0]._max_workers < n:
-        if _pool:
-            _pool.pop().shutdown(wait=True)
-        _pool.append(ThreadPoolExecutor(n, thread_name_prefix="rlvr-shard"))
-    return _pool[0]
+    if n not in _pools:
+        _pools[n] = ThreadPoolExecutor(n, thread_name_prefix="rlvr-shard")
+    return _pools[n]
 
 
 def on_threads(jobs: list[Callable[[], T]]) -> list[T]:

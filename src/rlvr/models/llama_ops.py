@@ -21,7 +21,8 @@ SUPPORTED = ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM")
 
 def unsupported(model: nn.Module, total_len: int) -> str | None:
     """Why the plain-op forward cannot reproduce ``model``'s forward exactly over sequences of
-    ``total_len`` tokens; None when it can."""
+    ``total_len`` tokens; None when it can. (A PEFT wrapper is another class, so it is refused
+    by name; adapters injected into a bare model are refused as non-``nn.Linear`` layers.)"""
     name = type(model).__name__
     if name not in SUPPORTED:
         return f"{name} is not one of {SUPPORTED}"
@@ -75,11 +76,16 @@ class LayerWeights:
 
 
 def rms(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-    """HF's RMSNorm: normalise in float32, cast back, then the weight multiply."""
+    """HF's RMSNorm module ``norm`` applied to ``x``."""
+    return rms_norm(x, norm.weight, norm.variance_epsilon)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """HF's RMSNorm: normalise in float32, cast back, then the weight multiply. (Plain tensor
+    arguments: TorchScript compiles it inside ``fast_decode``'s decode step.)"""
     if x.dtype == torch.float32:
-        return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
-    y = F.rms_norm(x.float(), norm.weight.shape, eps=norm.variance_epsilon)
-    return norm.weight * y.to(x.dtype)
+        return F.rms_norm(x, [weight.shape[0]], weight, eps)
+    return weight * F.rms_norm(x.float(), [weight.shape[0]], None, eps).to(x.dtype)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

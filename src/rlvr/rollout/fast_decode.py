@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rlvr.models import llama_ops
-from rlvr.models.llama_ops import LayerWeights, rms, rotate
+from rlvr.models.llama_ops import LayerWeights, rms, rms_norm, rotate
 
 COMPACT_FRACTION = 0.25  # compact the cache once this share of its rows has finished
 unsupported = llama_ops.unsupported
@@ -44,12 +44,6 @@ LayerTuple = tuple[
     Tensor, Tensor, Optional[Tensor], Tensor, Optional[Tensor],  # ln1, qkv w/b, o w/b
     Tensor, Tensor, Optional[Tensor], Tensor, Optional[Tensor],  # ln2, gate_up w/b, down w/b
 ]  # fmt: skip
-
-
-def _rms_ts(x: Tensor, w: Tensor, eps: float) -> Tensor:
-    if x.dtype == torch.float32:
-        return F.rms_norm(x, [w.shape[0]], w, eps)
-    return w * F.rms_norm(x.float(), [w.shape[0]], None, eps).to(x.dtype)
 
 
 def _decode_step(
@@ -77,9 +71,8 @@ def _decode_step(
     x = F.embedding(ids, embed)
     for i, lay in enumerate(layers):
         ln1, qkv_w, qkv_b, o_w, o_b, ln2, gu_w, gu_b, down_w, down_b = lay
-        qkv = F.linear(_rms_ts(x, ln1, eps), qkv_w, qkv_b).view(b, heads + 2 * kv_heads, d)
-        qk = qkv[:, : heads + kv_heads]
-        qk = qk * cos + torch.cat([-qk[:, :, d // 2 :], qk[:, :, : d // 2]], dim=-1) * sin
+        qkv = F.linear(rms_norm(x, ln1, eps), qkv_w, qkv_b).view(b, heads + 2 * kv_heads, d)
+        qk = rotate(qkv[:, : heads + kv_heads], cos, sin)
         kc, vc = ks[i], vs[i]
         kc[:, :, col] = qk[:, heads:]
         vc[:, :, col] = qkv[:, heads + kv_heads :]
@@ -87,9 +80,9 @@ def _decode_step(
         att = torch.matmul(q, kc[:, :, : col + 1].transpose(-1, -2)).mul_(scaling)
         o = torch.matmul(att.add_(bias).softmax(-1), vc[:, :, : col + 1])
         x = x + F.linear(o.reshape(b, heads * d), o_w, o_b)
-        gate, up = F.linear(_rms_ts(x, ln2, eps), gu_w, gu_b).chunk(2, dim=-1)
+        gate, up = F.linear(rms_norm(x, ln2, eps), gu_w, gu_b).chunk(2, dim=-1)
         x = x + F.linear(F.silu(gate) * up, down_w, down_b)
-    return F.linear(_rms_ts(x, norm_w, eps), lm_w, lm_b)
+    return F.linear(rms_norm(x, norm_w, eps), lm_w, lm_b)
 
 
 _scripted: list = []

@@ -178,7 +178,7 @@ def collect_batch(
 def update_shards(policy: PreTrainedModel, n_rows: int, seq_len: int) -> int:
     """Data-parallel shards for the update: one per core on CPU for policies the packed forward
     serves (its ops are thread-safe; HF modules and PEFT wrappers run in one piece)."""
-    if hasattr(policy, "get_base_model") or unsupported(policy, seq_len) is not None:
+    if unsupported(policy, seq_len) is not None:
         return 1
     return cpu_shards(next(policy.parameters()).device, n_rows, "RLVR_UPDATE_THREADS")
 
@@ -217,7 +217,7 @@ def accumulate_gradients(
     for i, p in enumerate(params):
         parts = [g[i] for g, _ in done if g[i] is not None]
         if parts:
-            total = torch.stack(parts).sum(0) if len(parts) > 1 else parts[0]
+            total = sum(parts[1:], parts[0])  # in shard order
             p.grad = total if p.grad is None else p.grad + total
     return [m for _, ms in done for m in ms]
 

@@ -8,19 +8,20 @@ from collections.abc import Iterator
 import torch
 from transformers import PreTrainedModel
 
+from rlvr.models.llama_ops import unsupported
 from rlvr.rollout.generate import Rollouts, positions
-from rlvr.train.packed_logprobs import packed_logprobs, supported
+from rlvr.train.packed_logprobs import packed_logprobs, tempered_logprobs
 
 
 def use_packed(model: PreTrainedModel, attention_mask: torch.Tensor, n_completion: int) -> bool:
     """The packed forward serves Llama-family models on left-padded, non-empty prompts unless
     ``RLVR_PACKED=0``; PEFT wrappers and anything it cannot reproduce use the HF forward."""
-    if os.environ.get("RLVR_PACKED", "1") == "0" or hasattr(model, "get_base_model"):
+    if os.environ.get("RLVR_PACKED", "1") == "0":
         return False
     prompt = attention_mask[:, : attention_mask.shape[1] - n_completion]
     if prompt.shape[1] == 0 or not bool(prompt[:, -1].all()):
         return False
-    return supported(model, attention_mask.shape[1])
+    return unsupported(model, attention_mask.shape[1]) is None
 
 
 def trimmed_slices(
@@ -82,15 +83,8 @@ def hf_logprobs(
         logits_to_keep=n_completion + 1,
         use_cache=False,
     )
-    # Score under the distribution the tokens were sampled from (softmax(logits / T)), as TRL
-    # and verl do: otherwise a temperature != 1 makes every update silently off-policy.
-    logits = out.logits[:, :-1, :].float() / temperature
     targets = input_ids[:, -n_completion:]
-    logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, entropy
+    return tempered_logprobs(out.logits[:, :-1, :], targets, temperature, entropy_grad)
 
 
 @torch.no_grad()

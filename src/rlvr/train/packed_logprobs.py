@@ -25,8 +25,17 @@ from rlvr.models import llama_ops
 from rlvr.models.llama_ops import LayerWeights, rms, rotate
 
 
-def supported(model: nn.Module, total_len: int) -> bool:
-    return llama_ops.unsupported(model, total_len) is None
+def tempered_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float, entropy_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of ``targets`` and entropies under softmax(logits / T): the distribution the
+    tokens were sampled from (as TRL and verl score them; otherwise a temperature != 1 makes
+    every update silently off-policy). The entropy carries gradient only if ``entropy_grad``."""
+    logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
 
 
 def packed_logprobs(
@@ -114,19 +123,13 @@ def packed_logprobs(
         x = lay.mlp(x + lay.o(o))
 
     # The hidden state that predicts each real completion token: the prompt's last token for
-    # the first, the previous completion token for the others (packed positions).
+    # the first, the previous completion token for the others (a real token's predecessor in
+    # its completion is real, so ``comp_slot`` gives its packed position).
     last_of_prompt = prompt_lens.cumsum(dim=0) - 1  # left padding: the last column is real
-    packed_at = torch.full((rows * n_completion,), -1, dtype=torch.long, device=device)
-    packed_at[c_index] = torch.arange(n_p, n_p + len(c_index), device=device)
-    packed_at = packed_at.view(rows, n_completion)
-    source = torch.cat([last_of_prompt[row_prompt, None], packed_at[:, :-1]], dim=1)
+    source = torch.cat([last_of_prompt[row_prompt, None], comp_slot[:, :-1]], dim=1)
     hidden = rms(x[source.reshape(-1)[c_index]], model.model.norm)
-    logits = model.lm_head(hidden).float() / temperature
-    logp_all = torch.log_softmax(logits, dim=-1)
     targets = comp_ids.reshape(-1)[c_index]
-    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+    logp, entropy = tempered_logprobs(model.lm_head(hidden), targets, temperature, entropy_grad)
 
     def padded(values: torch.Tensor) -> torch.Tensor:
         out = values.new_zeros(rows * n_completion)
