@@ -58,11 +58,25 @@ def run_program(code: str) -> NoReturn:
 
 
 def _describe(e: BaseException) -> dict[str, Any]:
+    """An exception as plain data: its class name, message and the solution's line it came
+    from (the feedback a model can act on: ``NameError: name 'y' is not defined (line 2)``)."""
     try:
         message = str(e)[:300]
     except BaseException:  # noqa: BLE001
         message = "?"
-    return {"err": type(e).__name__, "message": message}
+    out: dict[str, Any] = {"err": type(e).__name__, "message": message}
+    try:
+        line = None  # a SyntaxError's message names its line already
+        tb = None if isinstance(e, SyntaxError) else e.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == "solution.py":
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        if isinstance(line, int):
+            out["line"] = line
+    except BaseException:  # noqa: BLE001
+        pass
+    return out
 
 
 def serve_calls(code: str) -> NoReturn:

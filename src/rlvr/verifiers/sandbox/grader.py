@@ -56,12 +56,20 @@ _BUILTIN_ERRORS = {
 }
 
 
+MAX_DETAILS = 50  # per suite: results travel back in one datagram
+
+
 class CandidateError(Exception):
     """The solution raised an exception that is not a built-in Exception."""
 
 
 class Gone(Exception):
     """The solution's process ended, timed out, or stopped speaking the protocol."""
+
+
+def _at_line(err: dict[str, Any]) -> str:
+    line = err.get("line")
+    return f" (line {line})" if type(line) is int else ""
 
 
 def _nonblocking(fd: int) -> None:
@@ -119,7 +127,7 @@ class Candidate:
             raise RuntimeError(f"sandbox setup failed: {first['setup_error']}")
         if "load_error" in first:
             err = first["load_error"]
-            events.load_error = f"{err.get('err')}: {err.get('message')}"
+            events.load_error = f"{err.get('err')}: {err.get('message')}" + _at_line(err)
             self._end("the solution failed to load")
 
     def _end(self, reason: str) -> None:
@@ -160,7 +168,9 @@ class Candidate:
                 raise CandidateError(f"returned something that is not plain data: {e}") from None
         name, message = str(answer.get("err")), str(answer.get("message"))[:300]
         cls = _BUILTIN_ERRORS.get(name)
-        raise cls(message) if cls else CandidateError(f"{name}: {message}")
+        error = cls(message) if cls else CandidateError(f"{name}: {message}")
+        error.solution_line = answer.get("line") if type(answer.get("line")) is int else None
+        raise error
 
     def call(self, name: str, args: tuple, kwargs: dict) -> Any:
         return self.ask(
@@ -232,22 +242,52 @@ class Job:
             self.events.note(f"check failed: {type(e).__name__}: {e}")
             return self.result(0, 1)
 
-    def asserts(self, asserts: list[str]) -> dict[str, Any]:
-        passed = 0
+    def _run_asserts(self, asserts: list[str], details: bool) -> tuple[int, list[dict]]:
+        """Each assert is one test, all against the same process while it lives; with
+        ``details``, what each one called, expected and got (for feedback a model can read)."""
+        passed, shown = 0, []
         for i, source in enumerate(asserts):
+            info: dict[str, Any] = {}
             if time.monotonic() >= self.deadline:
                 self.events.timeout = True
-                break
-            if self.current is None or self.current.gone:
-                if self.events.load_error or self.events.timeout or self.fresh().gone:
-                    break
-            try:
-                ok = _run_assert(source, self)
-            except BaseException as e:  # noqa: BLE001
-                self.events.note(f"assert {i + 1}: {type(e).__name__}: {e}")
                 ok = False
+                info["error"] = "not run: time limit reached"
+            elif (self.current is None or self.current.gone) and (
+                self.events.load_error or self.events.timeout or self.fresh().gone
+            ):
+                ok = False
+                info["error"] = self.events.load_error or "the solution's process ended"
+            else:
+                try:
+                    ok = _run_assert(source, self, info)
+                except BaseException as e:  # noqa: BLE001
+                    self.events.note(f"assert {i + 1}: {type(e).__name__}: {e}")
+                    info["error"] = f"{type(e).__name__}: {e}"[:300] + _line_of(e)
+                    ok = False
             passed += bool(ok)
+            if details:
+                shown.append({"passed": bool(ok), "assert": source[:300], **info})
+        return passed, shown
+
+    def asserts(self, asserts: list[str]) -> dict[str, Any]:
+        passed, _ = self._run_asserts(asserts, details=False)
         return self.result(passed, len(asserts))
+
+    def suites(self, suites: list[dict[str, Any]]) -> dict[str, Any]:
+        """Several named assert lists run against one program (one sandbox call): e.g. the
+        visible tests, whose details go back to the model, and hidden ones that score it."""
+        out: dict[str, Any] = {}
+        for suite in suites:
+            asserts = [str(a) for a in suite["asserts"]]
+            passed, shown = self._run_asserts(asserts, bool(suite.get("details")))
+            out[str(suite["name"])] = {"passed": passed, "total": len(asserts)}
+            if suite.get("details"):
+                out[str(suite["name"])]["details"] = shown[:MAX_DETAILS]
+        result = self.result(
+            sum(r["passed"] for r in out.values()), sum(r["total"] for r in out.values())
+        )
+        result["suites"] = out
+        return result
 
     def io(self, cases: list[dict[str, str]]) -> dict[str, Any]:
         passed = 0
@@ -357,7 +397,14 @@ def _local_namespace(node: ast.AST, job: Job) -> dict[str, Any]:
     return ns
 
 
-def _run_assert(source: str, job: Job) -> bool:
+def _line_of(e: BaseException) -> str:
+    line = getattr(e, "solution_line", None)
+    return f" (line {line})" if type(line) is int else ""
+
+
+def _run_assert(source: str, job: Job, info: dict[str, Any] | None = None) -> bool:
+    """Run one assert; ``info`` receives what the solution was called with and what came back."""
+    info = {} if info is None else info
     tree = ast.parse(source)
     stmt = tree.body[0] if len(tree.body) == 1 else None
     if (
@@ -369,13 +416,23 @@ def _run_assert(source: str, job: Job) -> bool:
         on_left, on_right = bool(_solution_names(left)), bool(_solution_names(right))
         if on_left != on_right:
             remote, local = (left, right) if on_left else (right, left)
-            value = job.current.ask({"expr": ast.unparse(remote)})  # type: ignore[union-attr]
+            call = ast.unparse(remote)
+            info["call"] = call[:200]
             expr = ast.Expression(local)
             expected = eval(compile(expr, "assert", "eval"), _local_namespace(local, job))
+            info["expected"] = _short_repr(expected)
+            value = job.current.ask({"expr": call})  # type: ignore[union-attr]
+            info["got"] = _short_repr(value)
             pair = (value, expected) if on_left else (expected, value)
             return bool(_OPS[type(op)](*pair))
     exec(compile(tree, "assert", "exec"), _local_namespace(tree, job))
     return True
+
+
+def _short_repr(value: Any) -> str:
+    """``repr`` of plain data (only plain data crosses from the solution), capped."""
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def grade(
@@ -387,6 +444,8 @@ def grade(
     if type(tests) is not dict:
         return {"error": "no tests received"}
     runner = Job(Spawner(ctrl), job, deadline)
+    if "suites" in tests:
+        return runner.suites(list(tests["suites"]))
     if "asserts" in tests:
         return runner.asserts(list(tests["asserts"]))
     if "io" in tests:

@@ -1,17 +1,20 @@
 """The walls around one untrusted program, built with what Linux gives.
 
-Applied in the forked child, as root, just before the model's code runs (``enter``):
+Built in two steps, so that the expensive part is paid once per slot, not once per program:
 
-- new mount and network namespaces (``unshare``): no interface but a downed loopback, so no
-  network; a private file tree (``chroot``) made of read-only binds of the system and Python
-  directories, ``/dev/{null,zero,random,urandom}``, and a small tmpfs whose ``/tmp`` is the only
-  writable place. The caller's files, the tests and other jobs' scratch are not in it.
-- per-job cgroups (v1 ``pids``, ``memory``, ``cpu`` where mounted): at most N processes and M bytes
-  for the whole tree, and at most one CPU's worth of time, so a fork bomb cannot starve other jobs.
-- rlimits: address space, CPU seconds, processes, file size, no core files, open files.
-- credentials: a uid/gid of its own per concurrent job (never root), no supplementary groups,
-  ``no_new_privs`` (setuid binaries do not elevate), parent-death signal SIGKILL.
-- a clean environment: PATH, HOME=/tmp, LANG; nothing of the caller's.
+- ``build_tree`` (a slot's runner, once, as root, in a network namespace with no interface up and
+  a mount namespace of its own): a private file tree made of read-only binds of the system and
+  Python directories and ``/dev/{null,zero,random,urandom}``. The caller's files, the tests and
+  other slots' scratch are not in it. ``fresh_scratch`` mounts a new small tmpfs on its ``/tmp``
+  for every job (``drop_scratch`` detaches it after the job), the only writable place.
+- ``confine`` (each program, in a fresh fork of the runner, just before the model's code runs):
+  joins the slot's cgroups (v1 ``pids``, ``memory``, ``cpu`` where mounted: at most N processes
+  and M bytes for the whole tree, at most one CPU's worth of time, so a fork bomb cannot starve
+  other jobs), a new IPC namespace (no System V object outlives the program), ``chroot`` into the
+  tree, rlimits (address space, CPU seconds, processes, file size, no core files, open files),
+  credentials (a uid/gid of its own per slot, never root, no supplementary groups,
+  ``no_new_privs`` so setuid binaries do not elevate, parent-death signal SIGKILL) and a clean
+  environment (PATH, HOME=/tmp, LANG; nothing of the caller's).
 
 ``sweep`` kills a job's whole tree at the end: everything in its cgroups, everything running as its
 uid (``kill(-1)`` from a process holding that uid) and every descendant the runner inherits as a
@@ -30,6 +33,8 @@ from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
+MNT_DETACH = 2
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
     1,
     2,
@@ -104,33 +109,60 @@ def visible_paths() -> list[str]:
     return out
 
 
-def _build_root(root: str, uid: int, spec: dict[str, Any]) -> None:
-    """Mount a fresh tmpfs on ``root``, bind what the program may see, and chroot into it."""
+def _under_tmp(path: str) -> bool:
+    return path == "/tmp" or path.startswith("/tmp/")
+
+
+def _bind_read_only(path: str, inside: str) -> None:
+    if os.path.islink(path) and os.path.dirname(path) == "/":
+        os.symlink(os.readlink(path), inside)
+        return
+    os.makedirs(inside, exist_ok=True)
+    mount(path, inside, None, MS_BIND | MS_REC)
+    mount(None, inside, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+
+
+def build_tree(root: str, visible: list[str], hide: list[str]) -> None:
+    """The slot's private file tree on ``root``: call once, in a fresh mount namespace. Paths
+    under ``/tmp`` are bound per job, inside its scratch (``fresh_scratch``)."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['scratch_mb']}m,mode=0755")
-    # The scratch /tmp comes first: a visible path may itself live under /tmp (a checkout or a
-    # venv in /tmp, as in CI), and its read-only bind is then made inside the scratch directory.
-    os.mkdir(root + "/tmp", 0o700)
-    os.chown(root + "/tmp", uid, uid)
-    for path in spec["visible"]:
-        inside = root + path
-        if os.path.islink(path) and os.path.dirname(path) == "/":
-            os.symlink(os.readlink(path), inside)
-            continue
-        os.makedirs(inside, exist_ok=True)
-        mount(path, inside, None, MS_BIND | MS_REC)
-        mount(None, inside, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
-    for path in spec["hide"]:
-        inside = root + path
-        if os.path.isdir(inside):
-            mount("tmpfs", inside, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
-        elif os.path.exists(inside):
-            mount("/dev/null", inside, None, MS_BIND)
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    os.mkdir(root + "/tmp", 0o755)
+    for path in visible:
+        if not _under_tmp(path):
+            _bind_read_only(path, root + path)
+    for path in hide:
+        _hide(root + path)
     os.makedirs(root + "/dev")
     for name in DEVICES:
         open(f"{root}/dev/{name}", "w").close()
         mount(f"/dev/{name}", f"{root}/dev/{name}", None, MS_BIND)
-    os.chroot(root)
+
+
+def _hide(inside: str) -> None:
+    if os.path.isdir(inside):
+        mount("tmpfs", inside, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
+    elif os.path.exists(inside):
+        mount("/dev/null", inside, None, MS_BIND)
+
+
+def fresh_scratch(root: str, uid: int, size_mb: int, visible: list[str], hide: list[str]) -> None:
+    """A new, empty ``/tmp`` for one job, owned by the slot's uid. A visible path that lives under
+    /tmp (a checkout or venv in /tmp, as in CI) is bound read-only inside it."""
+    tmp = root + "/tmp"
+    mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=0700")
+    os.chown(tmp, uid, uid)
+    for path in visible:
+        if _under_tmp(path) and path != "/tmp":
+            _bind_read_only(path, root + path)
+    for path in hide:
+        if _under_tmp(path):
+            _hide(root + path)
+
+
+def drop_scratch(root: str) -> None:
+    """Detach the job's ``/tmp`` (and any bind inside it); its files are gone with it."""
+    _check(_libc.umount2((root + "/tmp").encode(), MNT_DETACH), "umount /tmp")
 
 
 # --- cgroups (v1) ---------------------------------------------------------------------------------
@@ -173,13 +205,14 @@ def _join_cgroups(dirs: list[str]) -> None:
 # --- entering the sandbox -------------------------------------------------------------------------
 
 
-def enter(spec: dict[str, Any], uid: int | None) -> None:
-    """Wall in the calling process (a fresh fork, fds already arranged). Raises if a wall fails."""
+def confine(spec: dict[str, Any], uid: int | None) -> None:
+    """Wall in the calling process (a fresh fork of the slot's runner, fds already arranged).
+    Raises if a wall fails: the caller must then not run the program."""
     if spec["isolate"]:
         assert uid is not None
         _join_cgroups(spec["cgroups"])
-        unshare(CLONE_NEWNS | (0 if spec.get("netns_joined") else CLONE_NEWNET))
-        _build_root(spec["root"], uid, spec)
+        unshare(CLONE_NEWIPC)
+        os.chroot(spec["root"])
     mem = spec["memory_mb"] << 20
     cpu = int(spec["cpu_s"]) + 1
     limits = {
@@ -254,6 +287,8 @@ def _kill_uid(uid: int) -> None:
 def sweep(uid: int | None, cgroups: list[str], spare: int | None = None) -> bool:
     """Kill the job's whole process tree (the caller must be a child subreaper) and reap it.
     ``spare`` is a child left alone. True when nothing is left."""
+    # every process of a job joins all its cgroups at once: the pids cgroup alone lists them
+    cgroups = [d for d in cgroups if "/pids/" in d] or cgroups
     for attempt in range(200):
         for d in cgroups:
             try:
@@ -305,19 +340,20 @@ def probe(root: str) -> dict[str, Any]:
         os.close(r)
         msg = "ok"
         try:
+            visible = visible_paths()
+            unshare(CLONE_NEWNS | CLONE_NEWNET)
+            build_tree(root, visible, [])
+            fresh_scratch(root, 1_999_999_999, 1, visible, [])
             spec = {
                 "isolate": True,
                 "cgroups": [],
                 "root": root,
-                "scratch_mb": 1,
-                "visible": visible_paths(),
-                "hide": [],
                 "memory_mb": 256,
                 "cpu_s": 5,
                 "max_output_bytes": 1 << 20,
                 "max_procs": 4,
             }
-            enter(spec, 1_999_999_999)
+            confine(spec, 1_999_999_999)
             import socket
 
             try:
@@ -326,7 +362,7 @@ def probe(root: str) -> dict[str, Any]:
             except OSError:
                 pass
             # /tmp holds nothing but the way down to visible paths that live under /tmp
-            expected = {p.split("/")[2] for p in spec["visible"] if p.startswith("/tmp/")}
+            expected = {p.split("/")[2] for p in visible if p.startswith("/tmp/")}
             if os.path.exists(os.path.dirname(root)) or set(os.listdir("/tmp")) - expected:
                 msg = "file tree not private"
         except BaseException as e:  # noqa: BLE001

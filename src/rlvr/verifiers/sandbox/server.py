@@ -1,17 +1,26 @@
-"""The fork server: a clean, single-threaded, pre-warmed process that forks one runner per job.
+"""The fork server: a clean, single-threaded, pre-warmed process that hands each job to a slot.
 
 Started by ``client.Sandbox`` with an empty environment. It imports this package and common
-standard-library modules once, then never reads a job itself: for each connection it forks a
-runner, which
+standard-library modules once, then never reads a job itself. Jobs run in *slots*. A slot is a
+persistent runner process, forked from the server the first time the slot is needed, which
 
-1. reads the first message (the program and its limits, not the tests),
-2. forks the grader, which reads the second message (the tests) from the same connection,
+1. builds the slot's walls once: its own uid (``uid_base + slot``) and cgroups, an empty network
+   namespace, and a mount namespace holding the private file tree (``jail.build_tree``);
+2. per job (a client connection the server passes it) reads the first message (the program and
+   its limits, never the tests), mounts a fresh ``/tmp`` and hands the connection to the slot's
+   grader, which reads the second message (the tests) and runs them;
 3. forks sandboxed processes for the model's code when the grader asks (``spawn``), from its own
-   memory, which never held the tests, and passes the grader their pipes (SCM_RIGHTS),
-4. at the end kills the job's whole process tree (``jail.sweep``) and exits.
+   memory, which never held a test, confines each one (``jail.confine``) and passes the grader
+   their pipes (SCM_RIGHTS);
+4. at the end kills the job's whole process tree (``jail.sweep``), detaches its ``/tmp``, answers
+   the client and tells the server the slot is free.
 
-Each live job has a slot: its own uid (``uid_base + slot``) and cgroups. A block of slots belongs
-to one server (an ``flock``-ed file), so several rlvr processes on a machine never share a uid.
+Why persistent slots: building namespaces and a bind-mounted tree for every program cost more
+than the tiny programs RL runs by the hundred per step; now a program costs one fork and a few
+system calls. A grader that overruns or dies is replaced by a fresh fork of the runner; a runner
+that dies (or fails to sweep) is replaced by a fresh fork of the server, which sweeps the slot
+before its first job. A block of slots belongs to one server (an ``flock``-ed file), so several
+rlvr processes on a machine never share a uid.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ GRACE_S = 2.0  # how long past its deadline the grader may take before the runne
 SLOTS = 64
 UID_BASE = 1_900_000_000
 BLOCKS = 256
+MAX_PACKET = 1 << 20  # grader <-> runner messages (results, requests): SOCK_SEQPACKET datagrams
 PREIMPORT = (
     "math",
     "re",
@@ -79,9 +89,8 @@ class Server:
             print(json.dumps({"error": self.caps.get("reason", "no isolation"), "caps": self.caps}))
             raise SystemExit(1)
         self.block, self._lock = self._claim_block() if self.isolate else (0, None)
-        self.free = list(range(SLOTS))
-        self.dirty = set(range(SLOTS)) if self.isolate else set()  # first use: sweep old owners
-        self.runners: dict[int, int] = {}
+        self.runners: dict[int, tuple[int, socket.socket]] = {}  # slot -> (pid, control socket)
+        self.idle: list[int] = []
         self.netns: dict[int, int] = {}  # slot -> fd of its empty network namespace, made once
         self.hide = hide
         self.visible = jail.visible_paths()
@@ -111,81 +120,287 @@ class Server:
 
     def serve(self) -> None:
         print(json.dumps({"socket": self.path, "caps": self.caps}), flush=True)
-        poller = select.poll()
-        poller.register(0, select.POLLIN | select.POLLHUP)
-        poller.register(self.listener.fileno(), select.POLLIN)
         while True:
             self._reap()
-            events = dict(poller.poll(200 if self.free else 20))
+            poller = select.poll()
+            poller.register(0, select.POLLIN | select.POLLHUP)
+            if self.idle or len(self.runners) < SLOTS:
+                poller.register(self.listener.fileno(), select.POLLIN)
+            by_fd = {ctl.fileno(): slot for slot, (_, ctl) in self.runners.items()}
+            for fd in by_fd:
+                poller.register(fd, select.POLLIN | select.POLLHUP)
+            events = dict(poller.poll(200))
             if 0 in events:
                 return  # the client closed our stdin: it is gone or done
-            if self.listener.fileno() in events and self.free:
+            for fd, slot in by_fd.items():
+                if fd in events:
+                    self._runner_message(slot)
+            if self.listener.fileno() in events and (self.idle or len(self.runners) < SLOTS):
                 conn, _ = self.listener.accept()
-                slot = self.free.pop()
-                if self.isolate and slot not in self.netns:
-                    self.netns[slot] = jail.empty_netns()
-                pid = os.fork()
-                if pid == 0:
-                    self.listener.close()
-                    _run_job(self, conn, slot)  # never returns
+                slot = self.idle.pop() if self.idle else self._start_runner()
+                socket.send_fds(self.runners[slot][1], [b"job"], [conn.fileno()])
                 conn.close()
-                self.runners[pid] = slot
+
+    def _runner_message(self, slot: int) -> None:
+        pid, ctl = self.runners[slot]
+        try:
+            data = ctl.recv(64)
+        except OSError:
+            data = b""
+        if data == b"done":
+            self.idle.append(slot)
+            return
+        # The runner died (or gave up on a job it could not clean): a fresh one takes the slot
+        # and sweeps it first. Its connection, if any, closes with it: the client retries.
+        ctl.close()
+        del self.runners[slot]
+        if slot in self.idle:
+            self.idle.remove(slot)
+
+    def _start_runner(self) -> int:
+        slot = next(s for s in range(SLOTS) if s not in self.runners)
+        if self.isolate and slot not in self.netns:
+            self.netns[slot] = jail.empty_netns()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                ours.close()
+                self.listener.close()
+                for _, ctl in self.runners.values():
+                    ctl.close()
+                Runner(self, slot, theirs).serve()
+                status = 0
+            finally:
+                os._exit(status)
+        theirs.close()
+        self.runners[slot] = (pid, ours)
+        return slot
 
     def _reap(self) -> None:
-        while self.runners:
+        while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
-            slot = self.runners.pop(pid, None)
-            if slot is not None:
-                if status != 0:
-                    self.dirty.add(slot)
-                self.free.append(slot)
 
 
-def _spawn(server: Server, job: dict[str, Any], mode: str, slot: int) -> tuple[int, list[int]]:
-    """Fork a sandboxed process for the model's code; return its pid and the grader's pipe ends."""
-    uid = server.uid(slot)
-    a_r, a_w = os.pipe()
-    b_r, b_w = os.pipe()
-    if mode == "call":  # requests a (grader -> program), answers b (program -> grader)
-        child = {3: a_r, 4: b_w}
-        theirs = [a_w, b_r]
-    else:  # stdin a, stdout b
-        child = {0: a_r, 1: b_w}
-        theirs = [a_w, b_r]
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setsid()
-            null = os.open("/dev/null", os.O_RDWR)
-            wanted = {0: null, 1: null, 2: null, **child}
-            high = {fd: fcntl.fcntl(src, fcntl.F_DUPFD, 100) for fd, src in wanted.items()}
-            for fd, src in high.items():
-                os.dup2(src, fd)
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+class Runner:
+    """One slot: its walls, built once, and its jobs, one after another (see the module doc)."""
+
+    def __init__(self, server: Server, slot: int, ctl: socket.socket) -> None:
+        self.ctl = ctl
+        self.isolate, self.root = server.isolate, server.root
+        self.visible, self.hide = server.visible, server.hide
+        self.uid = server.uid(slot)
+        self.cgroup_name = server.cgroup(slot)
+        self.cgroups: list[str] = []
+        self.cgroup_limits: tuple[int, int] | None = None
+        self.grader: tuple[int, socket.socket] | None = None
+        self.code = ""  # the current job's program
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1):  # the server's pipes to the client are not the runner's business
+            os.dup2(null, fd)
+        os.close(null)
+        jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)
+        jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        if self.isolate:
+            jail.setns(server.netns[slot], jail.CLONE_NEWNET)
+            jail.unshare(jail.CLONE_NEWNS)
+            jail.build_tree(self.root, self.visible, self.hide)
+            # whatever an earlier owner of this uid or slot left behind
+            if not jail.sweep(self.uid, jail.cgroup_dirs(self.cgroup_name)):
+                raise RuntimeError("could not sweep the slot")
+
+    def serve(self) -> None:
+        while True:
             try:
-                netns = server.netns.get(slot)
-                if netns is not None:  # the slot's empty network namespace: no network
-                    jail.setns(netns, jail.CLONE_NEWNET)
-                    job["sandbox"]["netns_joined"] = True
-                os.closerange(5, 1 << 16)
-                jail.enter(job["sandbox"], uid)
-            except BaseException as e:  # a wall failed: the program must not run
+                _, fds, _, _ = socket.recv_fds(self.ctl, 16, 1)
+            except OSError:
+                return
+            if not fds:
+                return  # the server is gone
+            conn = socket.socket(fileno=fds[0])
+            clean = self._run_job(conn)
+            conn.close()
+            if not clean:
+                return  # the server starts a fresh runner, which sweeps the slot first
+            self.ctl.send(b"done")
+
+    def _run_job(self, conn: socket.socket) -> bool:
+        """Run one job and answer its client; False when the slot could not be cleaned."""
+        scratch: str | None = None
+        mounted = False
+        try:
+            job = wire.recv_msg(conn.fileno(), time.monotonic() + 30)
+            self.code = str(job["code"])
+            limits = job["sandbox"]
+            spec: dict[str, Any] = {
+                "isolate": self.isolate,
+                "root": self.root,
+                "memory_mb": int(limits["memory_mb"]),
+                "cpu_s": float(limits["cpu_s"]),
+                "max_output_bytes": int(limits["max_output_bytes"]),
+                "max_procs": int(limits["max_procs"]),
+                "cgroups": [],
+            }
+            if self.isolate:
+                wanted = (spec["max_procs"], spec["memory_mb"])
+                if wanted != self.cgroup_limits:
+                    self.cgroups = jail.make_cgroups(self.cgroup_name, *wanted)
+                    self.cgroup_limits = wanted
+                spec["cgroups"] = self.cgroups
+                jail.fresh_scratch(
+                    self.root, self.uid, int(limits["scratch_mb"]), self.visible, self.hide
+                )
+                mounted = True
+            else:
+                scratch = spec["scratch"] = tempfile.mkdtemp(prefix="rlvr-scratch-")
+            deadline = time.monotonic() + float(job["budget_s"])
+            result = self._grade(conn, job, spec, deadline)
+        except BaseException as e:  # noqa: BLE001
+            result = {"error": f"sandbox runner failed: {type(e).__name__}: {e}"}
+        spare = self.grader[0] if self.grader else None
+        clean = jail.sweep(self.uid, self.cgroups, spare=spare)
+        if mounted:
+            jail.drop_scratch(self.root)
+        if scratch:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+        if not clean:
+            result = {"error": "could not kill every process of the program"}
+        try:
+            wire.send_msg(conn.fileno(), result)
+        except (OSError, wire.WireError):
+            pass
+        return clean
+
+    # -- the grader ----------------------------------------------------------------------------
+    def _start_grader(self) -> tuple[int, socket.socket]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                keep = theirs.fileno()
+                os.closerange(3, keep)
+                os.closerange(keep + 1, 1 << 16)
+                _grader_main(theirs)
+            finally:
+                os._exit(0)
+        theirs.close()
+        return pid, ours
+
+    def _stop_grader(self) -> None:
+        if self.grader is None:
+            return
+        pid, sock = self.grader
+        self.grader = None
+        sock.close()
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+    def _grade(
+        self, conn: socket.socket, job: dict[str, Any], spec: dict[str, Any], deadline: float
+    ) -> dict[str, Any]:
+        """Hand the connection to the grader, serve its requests, return its result."""
+        if self.grader is None:
+            self.grader = self._start_grader()
+        _, sock = self.grader
+        brief = {  # what the grader needs of the job: limits, never the program
+            "timeout_s": job["timeout_s"],
+            "left_s": deadline - time.monotonic(),
+            "sandbox": {"max_output_bytes": spec["max_output_bytes"]},
+        }
+        socket.send_fds(sock, [json.dumps(brief).encode()], [conn.fileno()])
+        limit = deadline + GRACE_S
+        while True:
+            left = limit - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                self._stop_grader()
+                return {"passed": 0, "total": 1, "timeout": True, "notes": ["tests did not finish"]}
+            data = sock.recv(MAX_PACKET)
+            if not data:
+                self._stop_grader()
+                return {"error": "the grader died"}
+            request = json.loads(data)
+            if request["op"] == "result":
+                return request["result"]
+            if request["op"] == "spawn":
+                try:
+                    pid, fds = self._spawn(spec, request["mode"])
+                except OSError as e:
+                    sock.send(json.dumps({"error": str(e)}).encode())
+                    continue
+                socket.send_fds(sock, [json.dumps({"pid": pid}).encode()], fds)
+                for fd in fds:
+                    os.close(fd)
+            elif request["op"] == "end":
+                sock.send(json.dumps(_end(int(request["pid"]))).encode())
+
+    def _spawn(self, spec: dict[str, Any], mode: str) -> tuple[int, list[int]]:
+        """Fork a confined process for the model's code; return its pid and the grader's ends."""
+        a_r, a_w = os.pipe()
+        b_r, b_w = os.pipe()
+        # call mode: requests on a (grader -> program), answers on b; program mode: stdin, stdout
+        child = {3: a_r, 4: b_w} if mode == "call" else {0: a_r, 1: b_w}
+        theirs = [a_w, b_r]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                null = os.open("/dev/null", os.O_RDWR)
+                wanted = {0: null, 1: null, 2: null, **child}
+                high = {fd: fcntl.fcntl(src, fcntl.F_DUPFD, 100) for fd, src in wanted.items()}
+                for fd, src in high.items():
+                    os.dup2(src, fd)
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                try:
+                    os.closerange(5, 1 << 16)
+                    jail.confine(spec, self.uid)
+                except BaseException as e:  # a wall failed: the program must not run
+                    if mode == "call":
+                        wire.send_msg(4, {"setup_error": f"{type(e).__name__}: {e}"})
+                    os._exit(125)
+                code = self.code
                 if mode == "call":
-                    wire.send_msg(4, {"setup_error": f"{type(e).__name__}: {e}"})
-                os._exit(125)
-            if mode == "call":
-                candidate.serve_calls(job["code"])
-            candidate.run_program(job["code"])
+                    candidate.serve_calls(code)
+                candidate.run_program(code)
+            finally:
+                os._exit(126)
+        for fd in child.values():
+            os.close(fd)
+        return pid, theirs
+
+
+def _grader_main(sock: socket.socket) -> None:
+    """The slot's grader: one job after another, each handed over with its connection."""
+    jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    while True:
+        data, fds, _, _ = socket.recv_fds(sock, MAX_PACKET, 1)
+        if not data or not fds:
+            return
+        job = json.loads(data)
+        conn = fds[0]
+        try:
+            deadline = time.monotonic() + float(job["left_s"])
+            result = grading.grade(conn, sock, job, deadline)
+        except BaseException as e:  # noqa: BLE001
+            result = {"error": f"grader failed: {type(e).__name__}: {e}"}
         finally:
-            os._exit(126)
-    for fd in child.values():
-        os.close(fd)
-    return pid, theirs
+            os.close(conn)
+        sock.send(json.dumps({"op": "result", "result": result}).encode())
 
 
 def _end(pid: int) -> dict[str, Any]:
@@ -202,108 +417,6 @@ def _end(pid: int) -> dict[str, Any]:
         return {"how": f"killed by {signal.Signals(sig).name}", "signal": sig}
     code = os.WEXITSTATUS(status)
     return {"how": f"exit code {code}", "code": code}
-
-
-def _run_job(server: Server, conn: socket.socket, slot: int) -> None:
-    """The runner. Always ends in ``os._exit``; the client reads the verdict from ``conn``."""
-    uid = server.uid(slot)
-    cgroups: list[str] = []
-    status = 1
-    try:
-        jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        job = wire.recv_msg(conn.fileno(), time.monotonic() + 30)
-        if slot in server.dirty and uid is not None:
-            jail.sweep(uid, jail.cgroup_dirs(server.cgroup(slot)))
-        limits = job["sandbox"]
-        limits.update(
-            isolate=server.isolate,
-            root=server.root,
-            visible=server.visible,
-            hide=server.hide + list(limits.get("hide", [])),
-        )
-        if server.isolate:
-            cgroups = jail.make_cgroups(
-                server.cgroup(slot), limits["max_procs"], limits["memory_mb"]
-            )
-            limits["cgroups"] = cgroups
-        else:
-            limits["scratch"] = tempfile.mkdtemp(prefix="rlvr-scratch-")
-            limits["cgroups"] = []
-        deadline = time.monotonic() + job["budget_s"]
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        grader = os.fork()
-        if grader == 0:
-            ours.close()
-            try:
-                result = grading.grade(conn.fileno(), theirs, job, deadline)
-            except BaseException as e:  # noqa: BLE001
-                result = {"error": f"grader failed: {type(e).__name__}: {e}"}
-            try:  # to the runner, which answers the client once the job's processes are gone
-                theirs.send(json.dumps({"op": "result", "result": result}).encode())
-            finally:
-                os._exit(0)
-        theirs.close()
-        result = _serve_grader(server, ours, job, slot, grader, deadline + GRACE_S)
-        if result is None:
-            result = {"passed": 0, "total": 1, "timeout": True, "notes": ["tests did not finish"]}
-        if not jail.sweep(uid, cgroups):
-            result = {"error": "could not kill every process of the program"}
-        wire.send_msg(conn.fileno(), result)
-        status = 0
-    except BaseException as e:  # noqa: BLE001
-        try:
-            wire.send_msg(
-                conn.fileno(), {"error": f"sandbox runner failed: {type(e).__name__}: {e}"}
-            )
-        except BaseException:  # noqa: BLE001
-            pass
-    finally:
-        try:
-            if not jail.sweep(uid, cgroups):
-                status = 1
-            if not server.isolate and "limits" in locals():
-                import shutil
-
-                shutil.rmtree(limits.get("scratch", "/nonexistent"), ignore_errors=True)
-        finally:
-            os._exit(status)
-
-
-def _serve_grader(
-    server: Server,
-    ours: socket.socket,
-    job: dict[str, Any],
-    slot: int,
-    grader: int,
-    deadline: float,
-) -> dict[str, Any] | None:
-    """Answer the grader's spawn/end requests until it exits; return the result it sent."""
-    result = None
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([ours], [], [], left)[0]:
-            os.kill(grader, signal.SIGKILL)
-            os.waitpid(grader, 0)
-            return None
-        data = ours.recv(1 << 16)
-        if not data:
-            os.waitpid(grader, 0)
-            return result
-        request = json.loads(data)
-        if request["op"] == "result":
-            result = request["result"]
-        elif request["op"] == "spawn":
-            try:
-                pid, fds = _spawn(server, job, request["mode"], slot)
-            except OSError as e:
-                ours.send(json.dumps({"error": str(e)}).encode())
-                continue
-            socket.send_fds(ours, [json.dumps({"pid": pid}).encode()], fds)
-            for fd in fds:
-                os.close(fd)
-        elif request["op"] == "end":
-            ours.send(json.dumps(_end(int(request["pid"]))).encode())
 
 
 def main(argv: list[str]) -> None:
