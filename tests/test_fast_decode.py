@@ -76,11 +76,12 @@ def model_tok(request):
 def test_tokens_and_logits_match_the_hf_loop(model_tok, temperature):
     model, tok = model_tok
     (hf, fast), (hf_logits, fast_logits) = both_paths(model, tok, 3, 16, temperature)
-    tokens, lengths, finished = hf
+    tokens, lengths, finished, logprobs = hf
     assert lengths.min() < lengths.max() and finished.any()  # ragged finishes exercised
     assert torch.equal(lengths, fast[1]) and torch.equal(finished, fast[2])
     steps = torch.arange(tokens.shape[1]) < lengths[:, None]
     assert torch.equal(tokens[steps], fast[0][steps])
+    torch.testing.assert_close(logprobs[steps], fast[3][steps], atol=1e-4, rtol=0)
     assert len(hf_logits) == len(fast_logits)
     for a, b in zip(hf_logits, fast_logits, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
@@ -156,7 +157,8 @@ def test_sampler_draws_from_the_tempered_softmax(top_p):
     if top_p < 1.0:  # the nucleus: the smallest prefix of sorted tokens reaching top_p
         keep = probs.cumsum(0) - probs < top_p
         probs = probs * keep / (probs * keep).sum()
-    draws = _sample(logits, 0.7, top_p, torch.Generator().manual_seed(0))
+    draws, logp = _sample(logits, 0.7, top_p, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(logp, torch.log_softmax(logits / 0.7, -1).gather(1, draws[:, None])[:, 0])
     freq = torch.bincount(draws, minlength=4).float() / len(draws)
     torch.testing.assert_close(freq, probs, atol=0.012, rtol=0)
     assert (freq[probs == 0] == 0).all()

@@ -190,11 +190,12 @@ def decode(
     prompt_mask: torch.Tensor,
     group_size: int,
     max_new_tokens: int,
-    pick: Callable[[torch.Tensor], torch.Tensor],
+    pick: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     eos: int | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Same contract as ``generate``'s HF loop: ``(tokens (N, T), lengths (N,), finished (N,))``
-    for N = prompts * group_size; ``pick`` maps the logits of the unfinished rows to tokens."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Same contract as ``generate``'s HF loop: ``(tokens (N, T), lengths (N,), finished (N,),
+    logprobs (N, T))`` for N = prompts * group_size; ``pick`` maps the logits of the unfinished
+    rows to their tokens and those tokens' log-probs."""
     with torch.inference_mode():
         out = _decode(model, prompt_ids, prompt_mask, group_size, max_new_tokens, pick, eos)
     return tuple(t.clone() for t in out)  # plain tensors: rollouts feed autograd later
@@ -221,6 +222,7 @@ def _decode(model, prompt_ids, prompt_mask, group_size, max_new_tokens, pick, eo
     key_bias[:, 0, 0, :plen].masked_fill_(~valid, float("-inf"))
     next_pos = pos[:, -1] + 1
     tokens = torch.zeros(n, max_new_tokens, dtype=torch.long, device=device)
+    logprobs = torch.zeros(n, max_new_tokens, dtype=torch.float32, device=device)
     lengths = torch.full((n,), max_new_tokens, dtype=torch.long, device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     batch = torch.arange(n, device=device)  # full-batch row of each cache row
@@ -229,13 +231,14 @@ def _decode(model, prompt_ids, prompt_mask, group_size, max_new_tokens, pick, eo
     for t in range(max_new_tokens):
         all_alive = bool(alive.all())
         rows = None if all_alive else alive.nonzero().squeeze(1)
-        picked = pick(logits if all_alive else logits[rows])
+        picked, logp = pick(logits if all_alive else logits[rows])
         if all_alive:
             nxt = picked
         else:
             nxt = torch.zeros_like(batch)
             nxt[rows] = picked
         tokens[batch[alive], t] = picked
+        logprobs[batch[alive], t] = logp
         done = alive & (nxt == eos) if eos is not None else torch.zeros_like(alive)
         if bool(done.any()):
             lengths[batch[done]] = t + 1
@@ -251,4 +254,4 @@ def _decode(model, prompt_ids, prompt_mask, group_size, max_new_tokens, pick, eo
         col = plen + t
         logits = run.step(nxt, next_pos, col, key_bias[..., : col + 1])
         next_pos = next_pos + 1
-    return tokens, lengths, finished
+    return tokens, lengths, finished, logprobs

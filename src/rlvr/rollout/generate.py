@@ -28,8 +28,13 @@ from rlvr.rollout import fast_decode
 class Rollouts:
     """G completions for each of P prompts, flat and ordered group by group (P*G rows).
 
-    ``input_ids`` is prompt (left-padded to ``prompt_len``) then completion (right-padded);
-    ``completion_mask`` marks the completion tokens that carry loss: up to and including EOS.
+    ``input_ids`` is prompt (left-padded to ``prompt_len``) then completion (right-padded).
+    ``attention_mask`` marks every real token. ``completion_mask`` marks the completion tokens
+    that carry loss: the model's own tokens, up to and including EOS. For a multi-turn episode
+    the completion is the model's turns and the environment's replies in order, and only the
+    model's turns carry loss (the replies are real tokens, attended to, with mask 0).
+    ``logprobs`` holds each sampled token's log-prob under the policy that sampled it (0 where the
+    mask is 0). ``turns`` is, per episode, its text turn by turn (None for single-turn rows).
     """
 
     input_ids: torch.Tensor  # (N, prompt_len + T)
@@ -40,6 +45,8 @@ class Rollouts:
     truncated: torch.Tensor  # (N,) bool: no EOS within the token budget
     group_size: int
     temperature: float = 1.0  # the policy the tokens were sampled from is softmax(logits / T)
+    logprobs: torch.Tensor | None = None  # (N, T) behaviour log-probs of the sampled tokens
+    turns: list[list[dict]] | None = None  # per row: [{"role": "model"|"env", "text": ...}, ...]
 
     @property
     def completion_ids(self) -> torch.Tensor:
@@ -47,6 +54,7 @@ class Rollouts:
 
     @property
     def completion_lengths(self) -> torch.Tensor:
+        """Tokens the model produced (an environment's reply is not the model's length)."""
         return self.completion_mask.sum(dim=1)
 
     def __len__(self) -> int:
@@ -54,13 +62,46 @@ class Rollouts:
 
     def select(self, rows: torch.Tensor) -> Rollouts:
         """The given rows (whole groups, for the advantages to stay right), everything else kept."""
+        picked = rows.tolist()
         return replace(
             self,
             input_ids=self.input_ids[rows],
             attention_mask=self.attention_mask[rows],
             completion_mask=self.completion_mask[rows],
-            texts=[self.texts[i] for i in rows.tolist()],
+            texts=[self.texts[i] for i in picked],
             truncated=self.truncated[rows],
+            logprobs=self.logprobs[rows] if self.logprobs is not None else None,
+            turns=[self.turns[i] for i in picked] if self.turns is not None else None,
+        )
+
+    @staticmethod
+    def concat(parts: list[Rollouts], pad: int) -> Rollouts:
+        """Rows of several batches in one: prompts re-padded on the left, completions on the
+        right."""
+        if len(parts) == 1:
+            return parts[0]
+        plen = max(p.prompt_len for p in parts)
+        width = max(p.completion_mask.shape[1] for p in parts)
+
+        def both_sides(t: torch.Tensor, p: Rollouts, value: int) -> torch.Tensor:
+            left, right = plen - p.prompt_len, width - p.completion_mask.shape[1]
+            return torch.nn.functional.pad(t, (left, right), value=value)
+
+        def right(t: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=0.0)
+
+        with_logprobs = all(p.logprobs is not None for p in parts)
+        with_turns = all(p.turns is not None for p in parts)
+        return replace(
+            parts[0],
+            input_ids=torch.cat([both_sides(p.input_ids, p, pad) for p in parts]),
+            attention_mask=torch.cat([both_sides(p.attention_mask, p, 0) for p in parts]),
+            completion_mask=torch.cat([right(p.completion_mask) for p in parts]),
+            prompt_len=plen,
+            texts=[t for p in parts for t in p.texts],
+            truncated=torch.cat([p.truncated for p in parts]),
+            logprobs=torch.cat([right(p.logprobs) for p in parts]) if with_logprobs else None,
+            turns=[t for p in parts for t in p.turns] if with_turns else None,
         )
 
 
@@ -83,24 +124,46 @@ def encode_prompts(
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
+def left_pad(
+    rows: list[list[int]], pad: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists as one left-padded batch: ``(ids, attention_mask)``."""
+    width = max((len(r) for r in rows), default=0)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+    return ids.to(device), mask.to(device)
+
+
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:
+def _sample(
+    logits: torch.Tensor, temperature: float, top_p: float, generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row, and its log-prob under softmax(logits / T) (the behaviour policy's
+    log-prob, as the update scores it; T = 1 when greedy). The log-prob draws no random number,
+    so a seed samples the same tokens with or without it."""
+    scaled = logits.float() / (temperature if temperature > 0 else 1.0)
     if temperature <= 0:
-        return logits.argmax(dim=-1)
-    scaled = logits.float() / temperature
-    if top_p >= 1.0:
+        tokens = logits.argmax(dim=-1)
+    elif top_p >= 1.0:
         # Gumbel-max: argmax(logits / T + Gumbel noise) is an exact draw from softmax(logits / T),
         # at half the cost of softmax + multinomial on CPU.
         uniform = torch.rand(scaled.shape, generator=generator, device=scaled.device)
-        return (scaled - (-uniform.log()).log()).argmax(dim=-1)
-    probs = torch.softmax(scaled, dim=-1)
-    sorted_p, order = probs.sort(dim=-1, descending=True)
-    keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p
-    probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        tokens = (scaled - (-uniform.log()).log()).argmax(dim=-1)
+    else:
+        probs = torch.softmax(scaled, dim=-1)
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
+        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    logp = torch.log_softmax(scaled, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return tokens, logp
 
 
 def hf_decode(
@@ -109,11 +172,12 @@ def hf_decode(
     prompt_mask: torch.Tensor,
     group_size: int,
     max_new_tokens: int,
-    pick: Callable[[torch.Tensor], torch.Tensor],
+    pick: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     eos: int | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The decode loop through the HF forward: ``(tokens (N, T), lengths (N,), finished (N,))``
-    for N = prompts * group_size; ``pick`` maps the logits of the unfinished rows to tokens."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The decode loop through the HF forward: ``(tokens (N, T), lengths (N,), finished (N,),
+    logprobs (N, T))`` for N = prompts * group_size; ``pick`` maps the logits of the unfinished
+    rows to their tokens and those tokens' log-probs."""
     device = prompt_ids.device
     kw = cache_kwarg(model)
     cache = DynamicCache()
@@ -133,14 +197,16 @@ def hf_decode(
 
     n = prompt_mask.shape[0]
     tokens = torch.zeros((n, max_new_tokens), dtype=torch.long, device=device)
+    logprobs = torch.zeros((n, max_new_tokens), dtype=torch.float32, device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     lengths = torch.full((n,), max_new_tokens, dtype=torch.long, device=device)
     active = torch.arange(n, device=device)  # rows of the full batch still in the cache
     mask = prompt_mask.clone()  # attention mask of the active rows
     next_pos = positions(prompt_mask)[:, -1] + 1
     for t in range(max_new_tokens):
-        nxt = pick(logits)
+        nxt, logp = pick(logits)
         tokens[active, t] = nxt
+        logprobs[active, t] = logp
         done = nxt == eos if eos is not None else torch.zeros_like(nxt, dtype=torch.bool)
         if done.any():
             lengths[active[done]] = t + 1
@@ -167,7 +233,7 @@ def hf_decode(
         )
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
-    return tokens, lengths, finished
+    return tokens, lengths, finished, logprobs
 
 
 def use_fast_decode(model: PreTrainedModel, total_len: int) -> bool:
@@ -215,6 +281,54 @@ def _sharded_decode(
     return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
 
 
+@dataclass
+class Sampled:
+    """What a decode returns: ``tokens``/``logprobs`` (N, T), ``lengths``/``finished`` (N,)."""
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    finished: torch.Tensor
+    logprobs: torch.Tensor
+
+
+@torch.no_grad()
+def sample_ids(
+    model: PreTrainedModel,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    group_size: int,
+    max_new_tokens: int,
+    eos: int | None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Sampled:
+    """``group_size`` continuations of each left-padded prompt row: the fast decode path (one
+    shard per core on CPU) where it serves the model, else the HF loop."""
+    was_training = model.training
+    model.eval()
+    fast = use_fast_decode(model, prompt_ids.shape[1] + max_new_tokens)
+    shards = decode_shards(model, fast, prompt_ids.shape[0])
+    if shards == 1:
+        out = (fast_decode.decode if fast else hf_decode)(
+            model,
+            prompt_ids,
+            prompt_mask,
+            group_size,
+            max_new_tokens,
+            lambda logits: _sample(logits, temperature, top_p, generator),
+            eos,
+        )
+    else:
+        out = _sharded_decode(
+            model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos,
+            shards, temperature, top_p, generator,
+        )  # fmt: skip
+    if was_training:
+        model.train()
+    return Sampled(*out)
+
+
 @torch.no_grad()
 def generate(
     model: PreTrainedModel,
@@ -228,50 +342,33 @@ def generate(
 ) -> Rollouts:
     """Sample ``group_size`` completions for each prompt (greedy when ``temperature == 0``)."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
-    fast = use_fast_decode(model, prompt_ids.shape[1] + max_new_tokens)
-    shards = decode_shards(model, fast, len(prompts))
-    if shards == 1:
-        tokens, lengths, finished = (fast_decode.decode if fast else hf_decode)(
-            model,
-            prompt_ids,
-            prompt_mask,
-            group_size,
-            max_new_tokens,
-            lambda logits: _sample(logits, temperature, top_p, generator),
-            eos,
-        )
-    else:
-        tokens, lengths, finished = _sharded_decode(
-            model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos,
-            shards, temperature, top_p, generator,
-        )  # fmt: skip
+    out = sample_ids(
+        model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos, temperature, top_p,
+        generator,
+    )  # fmt: skip
     prompt_ids = prompt_ids.repeat_interleave(group_size, dim=0)
     prompt_mask = prompt_mask.repeat_interleave(group_size, dim=0)
     n = prompt_ids.shape[0]
     steps = torch.arange(max_new_tokens, device=device).unsqueeze(0)
-    completion_mask = (steps < lengths.unsqueeze(1)).float()
-    tokens = torch.where(completion_mask.bool(), tokens, torch.full_like(tokens, pad))
-    width = int(lengths.max().item()) if n else 0
+    completion_mask = (steps < out.lengths.unsqueeze(1)).float()
+    tokens = torch.where(completion_mask.bool(), out.tokens, torch.full_like(out.tokens, pad))
+    width = int(out.lengths.max().item()) if n else 0
     tokens, completion_mask = tokens[:, :width], completion_mask[:, :width]
     texts = tokenizer.batch_decode(
-        [row[: int(k)].tolist() for row, k in zip(tokens, lengths, strict=True)],
+        [row[: int(k)].tolist() for row, k in zip(tokens, out.lengths, strict=True)],
         skip_special_tokens=True,
     )
-    if was_training:
-        model.train()
     return Rollouts(
         input_ids=torch.cat([prompt_ids, tokens], dim=1),
         attention_mask=torch.cat([prompt_mask, completion_mask.long()], dim=1),
         completion_mask=completion_mask,
         prompt_len=prompt_ids.shape[1],
         texts=texts,
-        truncated=~finished,
+        truncated=~out.finished,
         group_size=group_size,
         temperature=temperature if temperature > 0 else 1.0,
+        logprobs=out.logprobs[:, :width] * completion_mask,
     )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -71,31 +71,6 @@ def overlong_penalty(
     ramp down to ``-penalty`` at the limit."""
     over = (lengths - (max_tokens - buffer)).clamp(min=0)
     return -penalty * over / max(buffer, 1)
-
-
-def _concat(parts: list[Rollouts], pad: int) -> Rollouts:
-    if len(parts) == 1:
-        return parts[0]
-    plen = max(p.prompt_len for p in parts)
-    width = max(p.completion_mask.shape[1] for p in parts)
-
-    def padded(p: Rollouts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        left, right = plen - p.prompt_len, width - p.completion_mask.shape[1]
-        ids = torch.nn.functional.pad(p.input_ids, (left, right), value=pad)
-        att = torch.nn.functional.pad(p.attention_mask, (left, right), value=0)
-        cm = torch.nn.functional.pad(p.completion_mask, (0, right), value=0.0)
-        return ids, att, cm
-
-    ids, att, cm = zip(*(padded(p) for p in parts), strict=True)
-    return replace(
-        parts[0],
-        input_ids=torch.cat(ids),
-        attention_mask=torch.cat(att),
-        completion_mask=torch.cat(cm),
-        prompt_len=plen,
-        texts=[t for p in parts for t in p.texts],
-        truncated=torch.cat([p.truncated for p in parts]),
-    )
 
 
 def collect_batch(
@@ -156,7 +131,7 @@ def collect_batch(
         kept.append((ro, rows, verdicts, rewards))
         n_kept += need
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ro = _concat([k[0] for k in kept], pad)
+    ro = Rollouts.concat([k[0] for k in kept], pad)
     rows = [e for k in kept for e in k[1]]
     verdicts = [v for k in kept for v in k[2]]
     rewards = torch.cat([k[3] for k in kept])
@@ -255,9 +230,7 @@ def update_policy(
     # prompt stay together); otherwise length-sorted micro-batches, one after another.
     size = max(1, min(rl.micro_batch_size, -(-len(live) // shards)))
     micro = list(
-        trimmed_slices(
-            ro.attention_mask[live], ro.completion_mask[live], ro.prompt_len, size, shards == 1
-        )
+        trimmed_slices(ro.attention_mask[live], ro.prompt_len, size, shards == 1)
     )
 
     def micro_loss(sub: torch.Tensor, cols: slice, plen: int) -> tuple[torch.Tensor, dict]:

@@ -26,7 +26,6 @@ def use_packed(model: PreTrainedModel, attention_mask: torch.Tensor, n_completio
 
 def trimmed_slices(
     attention_mask: torch.Tensor,
-    completion_mask: torch.Tensor,
     prompt_len: int,
     size: int,
     by_length: bool = True,
@@ -34,17 +33,17 @@ def trimmed_slices(
     """Row indices of each micro-batch (rows of similar length together, or in their order when
     not ``by_length``) and the columns that hold any real token for them: the prompt's common
     left padding and the completions' common right padding are cut, so no compute goes to
-    columns that are padding in every row."""
+    columns that are padding in every row. A completion's real tokens (a multi-turn episode's
+    environment replies included) are contiguous from its first column."""
     n = attention_mask.shape[0]
-    if by_length:
-        order = torch.argsort(completion_mask.sum(dim=1), descending=True)
-    else:
-        order = torch.arange(n)
+    real = attention_mask[:, prompt_len:]
+    lengths = real.sum(dim=1).float()
+    order = torch.argsort(lengths, descending=True) if by_length else torch.arange(n)
     for start in range(0, n, size):
         rows = order[start : start + size]
         real_prompt = attention_mask[rows, :prompt_len].any(dim=0).nonzero()
         first = int(real_prompt[0]) if len(real_prompt) else prompt_len
-        width = int(completion_mask[rows].sum(dim=1).max().item())
+        width = int(real[rows].sum(dim=1).max().item()) if len(rows) else 0
         yield rows, slice(first, prompt_len + max(width, 1)), prompt_len - first
 
 
@@ -92,7 +91,7 @@ def rollout_logprobs(model: PreTrainedModel, rollouts: Rollouts, micro_batch: in
     """Log-probs of every completion token, no grad, batched: for pi_old and pi_ref."""
     out = torch.zeros_like(rollouts.completion_mask)
     for rows, cols, plen in trimmed_slices(
-        rollouts.attention_mask, rollouts.completion_mask, rollouts.prompt_len, micro_batch
+        rollouts.attention_mask, rollouts.prompt_len, micro_batch
     ):
         ids, mask = rollouts.input_ids[rows, cols], rollouts.attention_mask[rows, cols]
         width = ids.shape[1] - plen
