@@ -9,6 +9,7 @@ format costs the model four predictions, not thirty.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -20,11 +21,18 @@ TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 CHARACTERS = list(dict.fromkeys(string.digits + string.ascii_letters + string.punctuation + " \n"))
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A deterministic character tokenizer: same ids on every machine, no download, no training."""
+def build_tokenizer(extra_tags: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """A deterministic character tokenizer: same ids on every machine, no download, no training.
+
+    ``extra_tags`` (e.g. the ``<obs>``/``</obs>`` around an environment's replies) are atomic
+    tokens added after every other id, so the default vocabulary (and the embedded model's
+    initialisation from a seed) stays exactly as it was without them."""
+    atomic = TAG_TOKENS + [t for t in extra_tags if t not in TAG_TOKENS]
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + TAG_TOKENS + CHARACTERS)}
+    for t in atomic[len(TAG_TOKENS) :]:
+        vocab[t] = len(vocab)
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tags = "|".join(t.replace("/", "\\/") for t in TAG_TOKENS)
+    tags = "|".join(t.replace("/", "\\/") for t in atomic)
     core.pre_tokenizer = pre_tokenizers.Split(Regex(f"{tags}|(?m:.)"), behavior="isolated")
     core.decoder = decoders.Fuse()
     tokenizer = PreTrainedTokenizerFast(
@@ -36,7 +44,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         padding_side="left",
         model_max_length=512,
     )
-    tokenizer.add_tokens(TAG_TOKENS)  # already in the vocabulary; marks them atomic for HF
+    tokenizer.add_tokens(atomic)  # already in the vocabulary; marks them atomic for HF
     return tokenizer
 
 
@@ -67,10 +75,12 @@ def build_model(
     return LlamaForCausalLM(config)
 
 
-def save_tiny(out_dir: str | Path, seed: int = 0, **model_kwargs: int) -> Path:
+def save_tiny(
+    out_dir: str | Path, seed: int = 0, extra_tags: Sequence[str] = (), **model_kwargs: int
+) -> Path:
     """Build the embedded model and tokenizer and save both where ``from_pretrained`` finds them."""
     out = Path(out_dir)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(extra_tags)
     model = build_model(tokenizer, seed=seed, **model_kwargs)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -229,9 +229,7 @@ def update_policy(
     # Data-parallel micro-batches on CPU (one per core, contiguous groups so rows that share a
     # prompt stay together); otherwise length-sorted micro-batches, one after another.
     size = max(1, min(rl.micro_batch_size, -(-len(live) // shards)))
-    micro = list(
-        trimmed_slices(ro.attention_mask[live], ro.prompt_len, size, shards == 1)
-    )
+    micro = list(trimmed_slices(ro.attention_mask[live], ro.prompt_len, size, shards == 1))
 
     def micro_loss(sub: torch.Tensor, cols: slice, plen: int) -> tuple[torch.Tensor, dict]:
         """One micro-batch's share of the full-batch loss, and its diagnostics (weighted)."""

@@ -128,24 +128,47 @@ class CodeVerifier:
         entry, prompt = reference.get("entry_point"), reference.get("prompt")
         if prompt and entry and not _defines(code, entry):
             code = prompt + code
-        timeout_s = min(float(reference.get("timeout_s", self.timeout_s)), 600.0)
-        job = {
-            "code": code,
-            "timeout_s": timeout_s,
-            "budget_s": timeout_s * programs,
-            "sandbox": {
-                "memory_mb": int(reference.get("memory_mb", self.memory_mb)),
-                "cpu_s": timeout_s,
-                "max_procs": self.max_procs,
-                "max_output_bytes": MAX_OUTPUT_BYTES,
-                "scratch_mb": SCRATCH_MB,
-            },
-        }
+        job = self._job(code, reference.get("timeout_s"), reference.get("memory_mb"), programs)
         try:
             result = self.sandbox.run(job, tests)
         except SandboxError as e:
             return Verdict(0.0, "error", str(e))
         return _verdict(result)
+
+    def _job(
+        self, code: str, timeout_s: float | None, memory_mb: int | None, programs: int
+    ) -> dict[str, Any]:
+        timeout = min(float(timeout_s if timeout_s is not None else self.timeout_s), 600.0)
+        return {
+            "code": code,
+            "timeout_s": timeout,
+            "budget_s": timeout * programs,
+            "sandbox": {
+                "memory_mb": int(memory_mb if memory_mb is not None else self.memory_mb),
+                "cpu_s": timeout,
+                "max_procs": self.max_procs,
+                "max_output_bytes": MAX_OUTPUT_BYTES,
+                "scratch_mb": SCRATCH_MB,
+            },
+        }
+
+    def run_suites(
+        self, code: str, suites: list[dict[str, Any]], timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Run several named assert lists against one program in one sandbox call, and return
+        the sandbox's raw result: ``result["suites"][name]`` holds ``passed`` and ``total``, and
+        ``details`` (call, expected, got or error per assert) for suites asked with
+        ``"details": True``. An environment shows the details of its visible tests to the model
+        and keeps the hidden tests' counts for the reward. Never raises for the program's
+        failures; a sandbox failure comes back as ``{"error": ...}``."""
+        for suite in suites:
+            for source in suite["asserts"]:
+                ast.parse(source)  # a bad test is the task's error, not the model's
+        job = self._job(code, timeout_s, None, 1)
+        try:
+            return self.sandbox.run(job, {"suites": suites})
+        except SandboxError as e:
+            return {"error": str(e)}
 
     def close(self) -> None:
         self.sandbox.close()

@@ -256,6 +256,8 @@ class Job:
                 self.events.load_error or self.events.timeout or self.fresh().gone
             ):
                 ok = False
+                if details:
+                    _describe_assert(source, self, info)
                 info["error"] = self.events.load_error or "the solution's process ended"
             else:
                 try:
@@ -402,9 +404,9 @@ def _line_of(e: BaseException) -> str:
     return f" (line {line})" if type(line) is int else ""
 
 
-def _run_assert(source: str, job: Job, info: dict[str, Any] | None = None) -> bool:
-    """Run one assert; ``info`` receives what the solution was called with and what came back."""
-    info = {} if info is None else info
+def _split_assert(source: str) -> tuple[ast.AST, ast.expr, ast.expr, ast.cmpop, bool] | None:
+    """``assert <solution side> <op> <expected side>`` as (tree, remote, local, op, remote on
+    the left), or None for any other assert."""
     tree = ast.parse(source)
     stmt = tree.body[0] if len(tree.body) == 1 else None
     if (
@@ -416,17 +418,47 @@ def _run_assert(source: str, job: Job, info: dict[str, Any] | None = None) -> bo
         on_left, on_right = bool(_solution_names(left)), bool(_solution_names(right))
         if on_left != on_right:
             remote, local = (left, right) if on_left else (right, left)
-            call = ast.unparse(remote)
-            info["call"] = call[:200]
-            expr = ast.Expression(local)
-            expected = eval(compile(expr, "assert", "eval"), _local_namespace(local, job))
-            info["expected"] = _short_repr(expected)
-            value = job.current.ask({"expr": call})  # type: ignore[union-attr]
-            info["got"] = _short_repr(value)
-            pair = (value, expected) if on_left else (expected, value)
-            return bool(_OPS[type(op)](*pair))
-    exec(compile(tree, "assert", "exec"), _local_namespace(tree, job))
-    return True
+            return tree, remote, local, op, on_left
+    return None
+
+
+def _expected(local: ast.expr, job: Job, info: dict[str, Any]) -> Any:
+    expected = eval(compile(ast.Expression(local), "assert", "eval"), _local_namespace(local, job))
+    info["expected"] = _short_repr(expected)
+    return expected
+
+
+def _describe_assert(source: str, job: Job, info: dict[str, Any]) -> None:
+    """What an assert that could not run would have called and expected (for feedback)."""
+    try:
+        split = _split_assert(source)
+        if split is not None:
+            info["call"] = ast.unparse(split[1])[:200]
+            _expected(split[2], job, info)
+    except Exception:  # noqa: BLE001  (a description only)
+        pass
+
+
+def _run_assert(source: str, job: Job, info: dict[str, Any] | None = None) -> bool:
+    """Run one assert; ``info`` receives what the solution was called with and what came back.
+
+    For ``assert <call> <op> <expected>`` the side naming the solution is evaluated in the
+    sandbox and the other side here; any other assert runs here with the solution's names bound
+    to call proxies."""
+    info = {} if info is None else info
+    split = _split_assert(source)
+    if split is None:
+        tree = ast.parse(source)
+        exec(compile(tree, "assert", "exec"), _local_namespace(tree, job))
+        return True
+    _, remote, local, op, on_left = split
+    call = ast.unparse(remote)
+    info["call"] = call[:200]
+    expected = _expected(local, job, info)
+    value = job.current.ask({"expr": call})  # type: ignore[union-attr]
+    info["got"] = _short_repr(value)
+    pair = (value, expected) if on_left else (expected, value)
+    return bool(_OPS[type(op)](*pair))
 
 
 def _short_repr(value: Any) -> str:
