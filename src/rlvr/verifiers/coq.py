@@ -2,8 +2,11 @@
 
 Reference: ``{"statement": "Theorem name : ...", "preamble": "Require Import Lia."}`` (both
 trusted), optionally ``"allowed_axioms": [...]``; a bare string is taken as the statement. The
-response is the proof script — ``Proof. ... Qed.`` — bare, in ``<answer>`` tags, or in a fenced
-``coq`` block (the last one wins); repeating the exact statement in front of it is tolerated.
+response is the proof script — bare, in ``<answer>`` tags, or in a fenced ``coq`` block (the last
+one wins); repeating the exact statement in front of it is tolerated. The script is tactic
+sentences, each ending with a period, optionally opened by ``Proof.`` (or ``Proof using ...``/
+``Proof with ...``) and optionally closed by ``Qed.`` or ``Defined.``; a script not closed gets
+``Qed.`` appended. Nothing else: no other command anywhere, no close before the end.
 
 Why screening and not only ``Print Assumptions``: the response runs *after* the statement, so
 what it can do is change the rules — declare an axiom, ``Admit``, ``Unset Guard Checking``,
@@ -11,13 +14,14 @@ redefine notations, ``Abort`` and prove something easier, ``Redirect`` output in
 a plugin. Every one of those is a vernacular command, and vernacular commands begin with a
 capital letter (or ``#[`` for attributes); tactics do not. So the screen is an allow-list of
 shape, not a deny-list of names: after comments are removed, the script is sentences whose
-heads are lower-case tactics, optionally opened by ``Proof`` and always closed by one final
+heads are lower-case tactics, optionally opened by ``Proof`` and optionally closed by one final
 ``Qed``/``Defined``. String literals are refused (no tactic proof needs one; every file-writing
-command takes one). The comment-free text that was screened is exactly the text compiled, so a
-comment or string trick that fooled the screen would only feed coqc a different, still screened
-script. Then coqc compiles the file in a temporary directory, in its own process group, killed
-at ``timeout_s``, and ``Print Assumptions`` on the theorem must say "Closed under the global
-context"; its output is found after a random marker that the response cannot print.
+command takes one). The comment-free text that was screened is exactly the text compiled (plus
+the ``Qed.`` of an unclosed script), so a comment or string trick that fooled the screen would
+only feed coqc a different, still screened script. Then coqc compiles the file in a temporary
+directory, in its own process group, killed at ``timeout_s``, and ``Print Assumptions`` on the
+theorem must say "Closed under the global context"; its output is found after a random marker
+that the response cannot print.
 """
 
 from __future__ import annotations
@@ -117,9 +121,11 @@ def screen(script: str) -> tuple[str, str | None]:
     if not sentences:
         return "", "empty proof"
     heads = [_SELECTORS.sub("", s, count=1) for s in sentences]
-    if heads[-1].strip() not in ("Qed", "Defined"):
-        return "", "the proof must end with Qed. or Defined."
-    for k, head in enumerate(heads[:-1]):
+    # Models often answer with the tactics alone: a script not closed by Qed/Defined gets its
+    # ``Qed.`` here (Coq needs no ``Proof.``). Only the final sentence may close the proof, so a
+    # Qed mid-way, or an Admitted or Abort anywhere, is a capitalised command and refused below.
+    closed = heads[-1].strip() in ("Qed", "Defined")
+    for k, head in enumerate(heads[:-1] if closed else heads):
         head = head.strip()
         if not head:
             continue
@@ -128,7 +134,7 @@ def screen(script: str) -> tuple[str, str | None]:
         if not re.match(r"[a-z(]", head):  # vernacular commands are capitalised
             word = re.match(r"\S*", head)[0]  # type: ignore[index]
             return "", f"command {word[:40]!r} is not allowed inside a proof"
-    return clean, None
+    return (clean if closed else clean.rstrip() + "\nQed."), None
 
 
 @register_verifier("coq")

