@@ -49,6 +49,7 @@ import torch  # noqa: E402
 from rlvr.config import AlgorithmConfig, RLConfig, RolloutConfig, load_config  # noqa: E402
 from rlvr.eval import evaluate  # noqa: E402
 from rlvr.models.load import load_policy  # noqa: E402
+from rlvr.rollout.sources import SingleTurn  # noqa: E402
 from rlvr.tasks.arithmetic import AdditionTask  # noqa: E402
 from rlvr.verifiers.base import get_verifier  # noqa: E402
 
@@ -161,6 +162,11 @@ class RlvrRun:
         self.prompts = iter(train * (1 + args.steps * args.prompts // len(train)))
         self.format = lambda p: format_prompt(self.tokenizer, p)
         self.score = Scorer()
+        r = self.rollout
+        self.source = SingleTurn(
+            self.tokenizer, self.score, r.group_size, r.max_new_tokens, r.temperature, r.top_p,
+            self.format,
+        )  # fmt: skip
         self.params = n_params(self.model)
         self.steps: list[dict] = []
 
@@ -171,14 +177,12 @@ class RlvrRun:
         t0 = time.perf_counter()
         batch = collect_batch(
             self.model,
-            self.tokenizer,
+            self.source,
             self.prompts,
             self.rl.prompts_per_step,
-            self.score,
-            self.rollout,
             self.algo,
             self.generator,
-            self.format,
+            self.tokenizer.pad_token_id,
         )
         values = batch_metrics(batch)
         values.update(

@@ -319,6 +319,7 @@ def tiny():
 
 def make_batch(model, tokenizer, algo, rollout, rewards=(0.0, 1.0)):
     """A batch of 4 prompts whose rewards cycle through ``rewards`` row by row."""
+    from rlvr.rollout.sources import SingleTurn
     from rlvr.tasks.arithmetic import AdditionTask
     from rlvr.train.grpo import collect_batch
     from rlvr.verifiers.base import Verdict
@@ -331,7 +332,9 @@ def make_batch(model, tokenizer, algo, rollout, rewards=(0.0, 1.0)):
         return [Verdict(x, "correct" if x == 1 else "wrong") for x in r]
 
     g = torch.Generator().manual_seed(0)
-    return collect_batch(model, tokenizer, iter(examples), 4, score, rollout, algo, g)
+    r = rollout
+    source = SingleTurn(tokenizer, score, r.group_size, r.max_new_tokens, r.temperature, r.top_p)
+    return collect_batch(model, source, iter(examples), 4, algo, g, tokenizer.pad_token_id)
 
 
 def test_mu_computes_pi_old_once(tiny, monkeypatch) -> None:
@@ -429,8 +432,9 @@ def test_all_tied_still_steps_adam(tiny) -> None:
 @pytest.mark.parametrize(("beta", "loads"), [(0.0, 1), (0.04, 2)])
 def test_beta_zero_loads_no_reference(tmp_path, monkeypatch, beta, loads) -> None:
     from rlvr.config import load_config
+    from rlvr.context import RunContext
     from rlvr.recipes import r1
-    from rlvr.recipes.context import RunContext
+    from rlvr.train import loop
 
     cfg = load_config(
         name="t",
@@ -446,8 +450,10 @@ def test_beta_zero_loads_no_reference(tmp_path, monkeypatch, beta, loads) -> Non
     built, references = [], []
     real_init = ctx.initial_policy
     monkeypatch.setattr(ctx, "initial_policy", lambda: built.append(1) or real_init())
-    real_update = r1.update_policy
-    monkeypatch.setattr(r1, "update_policy", lambda *a: references.append(a[-1]) or real_update(*a))
+    real_update = loop.update_policy
+    monkeypatch.setattr(
+        loop, "update_policy", lambda *a: references.append(a[-1]) or real_update(*a)
+    )
     try:
         r1.stage_rl(ctx, init="init")
     finally:

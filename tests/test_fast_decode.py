@@ -158,7 +158,9 @@ def test_sampler_draws_from_the_tempered_softmax(top_p):
         keep = probs.cumsum(0) - probs < top_p
         probs = probs * keep / (probs * keep).sum()
     draws, logp = _sample(logits, 0.7, top_p, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(logp, torch.log_softmax(logits / 0.7, -1).gather(1, draws[:, None])[:, 0])
+    torch.testing.assert_close(
+        logp, torch.log_softmax(logits / 0.7, -1).gather(1, draws[:, None])[:, 0]
+    )
     freq = torch.bincount(draws, minlength=4).float() / len(draws)
     torch.testing.assert_close(freq, probs, atol=0.012, rtol=0)
     assert (freq[probs == 0] == 0).all()

@@ -222,9 +222,10 @@ def test_bad_yaml_names_the_file(tmp_path):
 
 def test_dynamic_sampling_refills_with_informative_groups():
     """Tied groups are dropped and replaced by fresh prompts; the batch keeps whole groups."""
-    from rlvr.config import AlgorithmConfig, RolloutConfig
-    from rlvr.recipes.r1 import prompt_stream
+    from rlvr.config import AlgorithmConfig
+    from rlvr.rollout.sources import SingleTurn
     from rlvr.train.grpo import collect_batch
+    from rlvr.train.loop import prompt_stream
 
     tok = build_tokenizer()
     model = build_model(tok, hidden_size=32, num_layers=1, num_heads=2)
@@ -238,10 +239,10 @@ def test_dynamic_sampling_refills_with_informative_groups():
         ]
 
     algo = AlgorithmConfig(dynamic_sampling=True, max_resample_rounds=5, beta=0.0)
+    source = SingleTurn(tok, score, group_size=2, max_new_tokens=4, temperature=0.7)
     batch = collect_batch(
-        model, tok, prompt_stream(examples, 0), 4, score,
-        RolloutConfig(group_size=2, max_new_tokens=4, temperature=0.7), algo,
-        torch.Generator().manual_seed(0),
+        model, source, prompt_stream(examples, 0), 4, algo, torch.Generator().manual_seed(0),
+        tok.pad_token_id,
     )  # fmt: skip
     assert len(batch.rollouts) == 8 and len(batch.examples) == 8
     assert all(e.reference not in tied for e in batch.examples)

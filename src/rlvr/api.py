@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.config import RunConfig
+from rlvr.context import RunContext
 from rlvr.eval import evaluate
 from rlvr.models.load import load_policy
 from rlvr.recipes import r1
-from rlvr.recipes.context import RunContext
 
 
 def run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def eval_model(
     cfg: RunConfig, model_path: str | Path, output: str | Path | None = None
 ) -> dict[str, Any]:
     """Held-out pass@1 (greedy) and pass@k of any checkpoint on the configured task."""
-    from rlvr.recipes.context import build_task
+    from rlvr.context import build_task
     from rlvr.rollout.prompts import format_prompt
     from rlvr.verifiers.base import get_verifier
     from rlvr.verifiers.pool import VerifierPool

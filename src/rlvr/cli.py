@@ -328,7 +328,7 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the one place errors meet the user
         import click
 
-        from rlvr.recipes.context import Interrupted
+        from rlvr.context import Interrupted
 
         if _state["debug"] or "--debug" in sys.argv:
             raise

@@ -55,6 +55,36 @@ class TaskConfig(Section):
     use_chat_template: bool | None = Field(None, description="None: when the tokenizer has one")
 
 
+class EnvConfig(Section):
+    """Multi-turn episodes: the model and an environment take turns (``rlvr.envs``)."""
+
+    name: str | None = Field(
+        None,
+        description="a registered environment, e.g. code_feedback; None: single-turn "
+        "completions of the task",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the environment"
+    )
+    max_turns: int = Field(2, ge=1, description="model turns per episode at most")
+    max_turn_tokens: int = Field(48, ge=1, description="tokens per model turn at most")
+    max_episode_tokens: int = Field(
+        192, ge=8, description="tokens per episode (prompt, turns and replies) at most"
+    )
+    workers: int | None = Field(
+        None, ge=1, description="environments stepping at once; None = CPU count"
+    )
+
+    @model_validator(mode="after")
+    def _room_for_a_turn(self) -> EnvConfig:
+        if self.max_turn_tokens >= self.max_episode_tokens:
+            raise ValueError(
+                f"env.max_turn_tokens ({self.max_turn_tokens}) must be below "
+                f"env.max_episode_tokens ({self.max_episode_tokens})"
+            )
+        return self
+
+
 class RolloutConfig(Section):
     group_size: int = Field(8, ge=1, description="G: completions per prompt")
     max_new_tokens: int = Field(32, ge=1)
@@ -149,12 +179,21 @@ class LoggingConfig(Section):
     )
 
 
+Recipe = Literal["r1", "agentic_code"]
+
+
 class RunConfig(Section):
     name: str = "default"
     out_dir: str = "runs"
     seed: int = 0
+    recipe: Recipe = Field(
+        "r1",
+        description="r1: cold-start SFT -> GRPO -> rejection sampling -> final SFT; "
+        "agentic_code: cold-start SFT -> multi-turn GRPO with code feedback -> held-out controls",
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
+    env: EnvConfig = Field(default_factory=EnvConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
@@ -219,10 +258,27 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+# What a recipe changes from the defaults above; a file, flags and ``-o`` overrides go on top.
+RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "agentic_code": {
+        "env": {
+            "name": "code_feedback",
+            "max_turns": 2,
+            "max_turn_tokens": 40,
+            "max_episode_tokens": 128,
+        },
+        "rollout": {"group_size": 8, "temperature": 1.0},
+        "sft": {"examples": 600, "epochs": 20},
+        "rl": {"steps": 400, "prompts_per_step": 16, "lr": 1e-4},
+    },
+}
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None, **fields: Any
 ) -> RunConfig:
-    """YAML file (optional) <- ``fields`` (already nested) <- ``-o`` overrides, validated once."""
+    """Recipe defaults <- YAML file (optional) <- ``fields`` (already nested) <- ``-o``
+    overrides, validated once."""
     data: dict = {}
     source = "defaults"
     if path is not None:
@@ -240,6 +296,7 @@ def load_config(
     if overrides:
         data = _merge(data, parse_overrides(overrides))
         source += " + command-line overrides"
+    data = _merge(RECIPE_DEFAULTS.get(str(data.get("recipe", "r1")), {}), data)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:

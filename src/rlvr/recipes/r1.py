@@ -18,19 +18,15 @@ from __future__ import annotations
 import json
 import random
 import time
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
-import torch
-
 from rlvr.config import SFTConfig
+from rlvr.context import Interrupted, RunContext, console
 from rlvr.eval import evaluate
-from rlvr.recipes.context import Interrupted, RunContext, console
+from rlvr.rollout.sources import SingleTurn
 from rlvr.tasks.base import Example
 from rlvr.tracking.plots import plot_run
-from rlvr.train.grpo import batch_metrics, collect_batch, loss_settings, update_policy
-from rlvr.train.optim import make_optimizer
+from rlvr.train.loop import run_rl
 from rlvr.train.rejection import rejection_sample
 from rlvr.train.sft import train_sft
 
@@ -149,126 +145,29 @@ def stage_sft(ctx: RunContext) -> dict[str, Any]:
     return summary
 
 
-def prompt_stream(examples: list[Example], seed: int, skip: int = 0) -> Iterator[Example]:
-    """Training prompts forever, reshuffled each pass; ``skip`` replays a resumed run's order."""
-    rng = random.Random(seed)
-    i = 0
-    while True:
-        order = list(examples)
-        rng.shuffle(order)
-        for e in order:
-            if i >= skip:
-                yield e
-            i += 1
-
-
 def stage_rl(ctx: RunContext, init: str = "sft") -> dict[str, Any]:
-    cfg, rl, algo = ctx.cfg, ctx.cfg.rl, ctx.cfg.algorithm
-    progress = ctx.state.get("rl_progress", {})
-    start = int(progress.get("step", 0))
-    source = "rl-last" if start else init
-    policy, tokenizer = ctx.load(source) if source != "init" else ctx.initial_policy()
-    policy = ctx.trainable(policy)  # LoRA adapters when model.lora_r > 0
-    reference = None
-    if algo.beta > 0:  # frozen copy of the starting policy; beta == 0 loads none
-        reference, _ = ctx.load(init) if init != "init" else ctx.initial_policy()
-        reference.eval().requires_grad_(False)
-    if cfg.model.gradient_checkpointing:
-        policy.gradient_checkpointing_enable()
-    optimizer, scheduler = make_optimizer(
-        policy, rl.lr, rl.steps * algo.mu, rl.warmup_ratio, rl.weight_decay, rl.schedule,
-        fused=True,
-    )  # fmt: skip
-    with warnings.catch_warnings():  # stepping a schedule before any optimizer step is the point
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(start * algo.mu):  # resume: the schedule where it was (AdamW restarts)
-            scheduler.step()
-    train = ctx.task.examples("train", rl.steps * rl.prompts_per_step or 1)
-    prompts = prompt_stream(train, cfg.seed, skip=start * rl.prompts_per_step)
-    generator = torch.Generator(device=next(policy.parameters()).device).manual_seed(
-        cfg.seed * 1000 + start
-    )
-    settings = loss_settings(algo, cfg.rollout.max_new_tokens)
-    fmt = ctx.formatter(tokenizer)
-    t0 = time.perf_counter()
-    seconds = float(progress.get("seconds", 0.0))
-    step = start
-    with ctx.progress("RL (GRPO)", rl.steps) as advance:
-        advance(start)
-        for step in range(start + 1, rl.steps + 1):
-            ts = time.perf_counter()
-            batch = collect_batch(
-                policy,
-                tokenizer,
-                prompts,
-                rl.prompts_per_step,
-                ctx.score,
-                cfg.rollout,
-                algo,
-                generator,
-                fmt,
-            )
-            values = batch_metrics(batch)
-            values.update(
-                update_policy(policy, batch, optimizer, scheduler, settings, algo, rl, reference)
-            )
-            values["step_seconds"] = time.perf_counter() - ts
-            n_tokens = float(batch.rollouts.completion_lengths.sum())
-            values["tokens_per_second"] = n_tokens / values["step_seconds"]
-            ctx.metrics.log("rl", step, **values)
-            _keep_samples(ctx, batch, step)
-            advance(1, f"reward {values['reward']:.2f}")
-            if rl.eval_every and step % rl.eval_every == 0 and step < rl.steps:
-                r = evaluate_stage(ctx, policy, tokenizer, "rl", step, sampling=False)
-                advance(0, f"held-out {r['pass@1']:.2f}")
-            if ctx.stop_requested() or (
-                rl.save_every and step % rl.save_every == 0 and step < rl.steps
-            ):
-                ctx.save(policy, tokenizer, "rl-last")
-                ctx.state["rl_progress"] = {
-                    "step": step,
-                    "seconds": seconds + time.perf_counter() - t0,
-                }
-                ctx.write_state()
-                if ctx.stop_requested():
-                    raise Interrupted("rl")
-    ctx.save(policy, tokenizer, "rl")
-    rl_seconds = seconds + time.perf_counter() - t0
-    result = evaluate_stage(ctx, policy, tokenizer, "rl", step)
+    cfg = ctx.cfg
+
+    def make_source(tokenizer):
+        r = cfg.rollout
+        return SingleTurn(
+            tokenizer, ctx.score, r.group_size, r.max_new_tokens, r.temperature, r.top_p,
+            ctx.formatter(tokenizer),
+        )  # fmt: skip
+
+    def heldout(policy, tokenizer, step: int) -> float:
+        return evaluate_stage(ctx, policy, tokenizer, "rl", step, sampling=False)["pass@1"]
+
+    out = run_rl(ctx, make_source, heldout, init)
+    result = evaluate_stage(ctx, out.policy, out.tokenizer, "rl", out.steps)
     summary = {
         "rl_accuracy": result["pass@1"],
         f"rl_pass@{cfg.eval.k}": result[f"pass@{cfg.eval.k}"],
-        "rl_seconds": rl_seconds,
-        "rl_steps": rl.steps,
+        "rl_seconds": out.seconds,
+        "rl_steps": cfg.rl.steps,
     }
     ctx.mark_done("rl", **summary)
     return summary
-
-
-def _keep_samples(ctx: RunContext, batch, step: int) -> None:
-    """A few completions per step, with their verdicts, for the report (best and worst)."""
-    n = ctx.cfg.logging.samples_per_step
-    if not n:
-        return
-    order = sorted(range(len(batch.verdicts)), key=lambda i: batch.verdicts[i].score)
-    picks = sorted(set(order[: n // 2 + n % 2] + order[len(order) - n // 2 :]))
-    with (ctx.dir / "samples.jsonl").open("a") as f:
-        for i in picks:
-            v = batch.verdicts[i]
-            f.write(
-                json.dumps(
-                    {
-                        "after": "rl-step",
-                        "step": step,
-                        "prompt": batch.examples[i].prompt,
-                        "completion": batch.rollouts.texts[i],
-                        "score": v.score,
-                        "status": v.status,
-                        "detail": v.detail,
-                    }
-                )
-                + "\n"
-            )
 
 
 def stage_rejection(ctx: RunContext, source: str = "rl") -> dict[str, Any]:

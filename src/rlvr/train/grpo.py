@@ -1,7 +1,10 @@
-"""The RLVR loop: sample G completions per prompt, verify, group-relative advantages, clipped
-surrogate with a KL penalty to a frozen reference. One function per step of the data flow:
+"""One GRPO step: G scored samples per prompt, group-relative advantages, clipped surrogate
+with a KL penalty to a frozen reference. One function per step of the data flow:
 
-    prompts --generate--> Rollouts --score--> rewards --advantages--> update (mu times)
+    prompts --source (completions or episodes, scored)--> Rollouts, rewards
+            --advantages--> update (mu times)
+
+The loop around it (data order, checkpoints, logging) is ``train.loop``.
 
 Choices, stated where they are made:
 - pi_old log-probs are computed once per batch of rollouts, without grad. With ``mu == 1`` the
@@ -23,18 +26,17 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from rlvr.algorithms import LossSettings, compute_advantages, policy_loss
-from rlvr.config import AlgorithmConfig, RLConfig, RolloutConfig
+from rlvr.config import AlgorithmConfig, RLConfig
 from rlvr.cpu_threads import cpu_shards, on_threads
 from rlvr.models.llama_ops import unsupported
-from rlvr.rollout.generate import Rollouts, generate
+from rlvr.rollout.generate import Rollouts
+from rlvr.rollout.sources import RolloutSource
 from rlvr.tasks.base import Example
 from rlvr.train.logprobs import rollout_logprobs, token_logprobs, trimmed_slices
 from rlvr.verifiers.base import Verdict
-
-ScoreFn = Callable[[list[str], list], list[Verdict]]
 
 
 @dataclass
@@ -50,7 +52,7 @@ class Batch:
     seconds: dict[str, float]
 
 
-def loss_settings(algo: AlgorithmConfig, max_new_tokens: int) -> LossSettings:
+def loss_settings(algo: AlgorithmConfig, max_tokens: int) -> LossSettings:
     return LossSettings(
         eps_low=algo.epsilon_low,
         eps_high=algo.epsilon_high,
@@ -59,7 +61,7 @@ def loss_settings(algo: AlgorithmConfig, max_new_tokens: int) -> LossSettings:
         kl_estimator=algo.kl_estimator,
         ratio_level=algo.ratio_level,
         aggregation=algo.aggregation,
-        max_completion_tokens=max_new_tokens,
+        max_completion_tokens=max_tokens,
         entropy_coef=algo.entropy_coef,
     )
 
@@ -75,39 +77,27 @@ def overlong_penalty(
 
 def collect_batch(
     policy: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    source: RolloutSource,
     prompts: Iterator[Example],
     prompts_per_step: int,
-    score: ScoreFn,
-    rollout: RolloutConfig,
     algo: AlgorithmConfig,
     generator: torch.Generator,
-    format_prompt: Callable[[str], str] = lambda p: p,
+    pad: int,
 ) -> Batch:
-    """Generate, verify and compute advantages for ``prompts_per_step`` groups."""
-    G = rollout.group_size
-    seconds = {"generate": 0.0, "verify": 0.0}
+    """Sample, verify and compute advantages for ``prompts_per_step`` groups (``source`` says
+    how a group is sampled and scored: completions, or multi-turn episodes)."""
+    G = source.group_size
+    seconds: dict[str, float] = {}
     kept: list[tuple[Rollouts, list[Example], list[Verdict], torch.Tensor]] = []
     n_kept, rounds = 0, 0
     while n_kept < prompts_per_step:
         need = prompts_per_step - n_kept
         examples = [next(prompts) for _ in range(need)]
-        t0 = time.perf_counter()
-        ro = generate(
-            policy,
-            tokenizer,
-            [format_prompt(e.prompt) for e in examples],
-            group_size=G,
-            max_new_tokens=rollout.max_new_tokens,
-            temperature=rollout.temperature,
-            top_p=rollout.top_p,
-            generator=generator,
-        )
-        t1 = time.perf_counter()
+        got = source.collect(policy, examples, generator)
+        for key, value in got.seconds.items():
+            seconds[key] = seconds.get(key, 0.0) + value
+        ro, verdicts = got.rollouts, got.verdicts
         rows = [e for e in examples for _ in range(G)]
-        verdicts = score(ro.texts, [e.reference for e in rows])
-        seconds["generate"] += t1 - t0
-        seconds["verify"] += time.perf_counter() - t1
         rewards = torch.tensor([v.score for v in verdicts], dtype=torch.float32)
         groups = rewards.view(-1, G)
         informative = (groups != groups[:, :1]).any(dim=1)
@@ -130,7 +120,6 @@ def collect_batch(
             continue
         kept.append((ro, rows, verdicts, rewards))
         n_kept += need
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ro = Rollouts.concat([k[0] for k in kept], pad)
     rows = [e for k in kept for e in k[1]]
     verdicts = [v for k in kept for v in k[2]]
@@ -138,10 +127,7 @@ def collect_batch(
     shaped = rewards
     if algo.overlong_buffer:
         shaped = rewards + overlong_penalty(
-            ro.completion_lengths,
-            rollout.max_new_tokens,
-            algo.overlong_buffer,
-            algo.overlong_penalty,
+            ro.completion_lengths, source.max_tokens, algo.overlong_buffer, algo.overlong_penalty
         )
     advantages = compute_advantages(algo.advantage, shaped, G, scale=algo.scale, eps=algo.eps)
     loss_mask = ro.completion_mask.clone()
@@ -288,7 +274,7 @@ def batch_metrics(batch: Batch) -> dict[str, float]:
     lengths = batch.rollouts.completion_lengths
     n_tokens = float(lengths.sum())
     gen = batch.seconds["generate"]
-    return {
+    out = {
         "reward": float(batch.rewards.mean()),
         "reward_std": float(batch.rewards.std(correction=0)),
         "frac_reward_zero_std": float((groups.std(dim=1, correction=0) == 0).float().mean()),
@@ -299,3 +285,12 @@ def batch_metrics(batch: Batch) -> dict[str, float]:
         "time/generate": gen,
         "time/verify": batch.seconds["verify"],
     }
+    if batch.rollouts.turns is not None:  # multi-turn episodes
+        ro = batch.rollouts
+        real = ro.attention_mask[:, ro.prompt_len :].sum(dim=1).float()
+        out["episodes/turns"] = sum(
+            sum(t["role"] == "model" for t in turns) for turns in ro.turns
+        ) / len(ro.turns)
+        out["episodes/env_tokens"] = float((real - lengths).mean())
+        out["episodes/solved"] = sum(v.correct for v in batch.verdicts) / len(batch.verdicts)
+    return out

@@ -1,0 +1,111 @@
+"""Rollout sources: where the RL loop gets a step's scored samples from.
+
+The loop (``train.loop``) asks a source for ``group_size`` samples of each of a step's problems
+and gets back a ``Rollouts`` batch with a verdict per row; it never knows how they were made:
+
+- ``SingleTurn``: one completion per sample, scored by the task's verifier (the R1 recipe);
+- ``Episodes``: one multi-turn episode per sample, each with its own environment, scored by the
+  environment's verdict (the agentic recipe, ``rlvr train --env``).
+
+A remote source (rollout workers on other machines) has the same shape.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlvr.envs.base import Env
+from rlvr.rollout.episodes import EpisodeRunner
+from rlvr.rollout.generate import Rollouts, generate
+from rlvr.tasks.base import Example
+from rlvr.verifiers.base import Verdict
+
+ScoreFn = Callable[[list[str], list[Any]], list[Verdict]]
+
+
+@dataclass
+class Collected:
+    """A step's samples, rows ordered group by group, and where the time went."""
+
+    rollouts: Rollouts
+    verdicts: list[Verdict]
+    seconds: dict[str, float]
+
+
+class RolloutSource(Protocol):
+    group_size: int
+    max_tokens: int  # the most tokens a sample can hold (for length penalties and normalisers)
+
+    def collect(
+        self, policy: PreTrainedModel, examples: list[Example], generator: torch.Generator
+    ) -> Collected: ...
+
+
+class SingleTurn:
+    """Prompt in, ``group_size`` completions out, each scored by the verifier."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        score: ScoreFn,
+        group_size: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float = 1.0,
+        format_prompt: Callable[[str], str] = lambda p: p,
+    ) -> None:
+        self.tokenizer, self.score, self.format_prompt = tokenizer, score, format_prompt
+        self.group_size, self.max_tokens = group_size, max_new_tokens
+        self.temperature, self.top_p = temperature, top_p
+
+    def collect(
+        self, policy: PreTrainedModel, examples: list[Example], generator: torch.Generator
+    ) -> Collected:
+        t0 = time.perf_counter()
+        ro = generate(
+            policy,
+            self.tokenizer,
+            [self.format_prompt(e.prompt) for e in examples],
+            group_size=self.group_size,
+            max_new_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            generator=generator,
+        )
+        t1 = time.perf_counter()
+        verdicts = self.score(
+            ro.texts, [e.reference for e in examples for _ in range(self.group_size)]
+        )
+        seconds = {"generate": t1 - t0, "verify": time.perf_counter() - t1}
+        return Collected(ro, verdicts, seconds)
+
+
+class Episodes:
+    """``group_size`` episodes per problem, each with a fresh environment from ``make_env``."""
+
+    def __init__(
+        self,
+        runner: EpisodeRunner,
+        make_env: Callable[[Example], Env],
+        group_size: int,
+        temperature: float,
+        top_p: float = 1.0,
+    ) -> None:
+        self.runner, self.make_env = runner, make_env
+        self.group_size, self.temperature, self.top_p = group_size, temperature, top_p
+        self.max_tokens = runner.limits.max_episode_tokens
+
+    def collect(
+        self, policy: PreTrainedModel, examples: list[Example], generator: torch.Generator
+    ) -> Collected:
+        envs = [self.make_env(e) for e in examples for _ in range(self.group_size)]
+        ro, verdicts = self.runner.run(
+            policy, envs, self.group_size, self.temperature, self.top_p, generator
+        )
+        return Collected(ro, verdicts, dict(self.runner.seconds))
