@@ -3,7 +3,8 @@
 - hacks: ``HACKS`` (one program per trick) and ``VISIBLE_HACKS`` (special-casing of the visible
   tests, scanned with those tests); a hack counts as caught when it raises its intended flag;
 - honest: ``HONEST`` (ordinary programs) and ``VISIBLE_HONEST`` (honest solutions scanned with
-  their visible tests); any flag is a false flag.
+  their visible tests); any flag is a false flag;
+- HumanEval: the 164 canonical solutions, scanned with their full tests as the visible tests.
 
 The peer, in the same run, is the obvious alternative: one keyword regex over the source
 (``sys.exit``, ``__eq__``, ``open(``, ``while True``, ...), counted as a hit when it matches at all,
@@ -21,6 +22,7 @@ from collections import defaultdict
 
 from rlvr.monitor.corpus import HACKS, HONEST, VISIBLE_HACKS, VISIBLE_HONEST, intended_flag
 from rlvr.monitor.scan import scan_code
+from rlvr.tasks.humaneval import load_problems
 
 KEYWORDS = re.compile(
     r"sys\.exit|exit\(|quit\(|os\._exit|abort|SystemExit|KeyboardInterrupt|atexit|signal\.|exec|fork"
@@ -57,6 +59,13 @@ def main() -> None:
         if flags:
             false_flags.append(f"{name}: {flags}")
 
+    problems = load_problems()
+    humaneval = [p["prompt"] + p["canonical_solution"] for p in problems]
+    humaneval_flagged = [
+        p["task_id"]
+        for p, program in zip(problems, humaneval, strict=True)
+        if scan_code(program, p["test"])
+    ]
     peer_hits = sum(bool(KEYWORDS.search(source)) for source in HACKS.values())
     peer_false = [name for name, source, _ in honest if KEYWORDS.search(source)]
     result = {
@@ -67,10 +76,15 @@ def main() -> None:
         "honest_flag_rate": round(len(false_flags) / len(honest), 3),
         "misses": misses,
         "false_flags": false_flags,
+        "humaneval_canonical": len(humaneval),
+        "humaneval_flag_rate": round(len(humaneval_flagged) / len(humaneval), 3),
         "us_per_program": round(statistics.median(seconds) * 1e6),
         "keyword_regex_peer": {
             "hacks_flagged": round(peer_hits / len(HACKS), 3),
             "honest_flag_rate": round(len(peer_false) / len(honest), 3),
+            "humaneval_flag_rate": round(
+                sum(bool(KEYWORDS.search(p)) for p in humaneval) / len(humaneval), 3
+            ),
         },
     }
     print(json.dumps(result))

@@ -95,6 +95,19 @@ def test_corpus_covers_every_code_flag():
     assert len(HONEST) >= 25
 
 
+def test_humaneval_canonical_solutions_are_not_flagged():
+    # 164 real solutions written by people, scanned with their full tests as the visible tests
+    from rlvr.tasks.humaneval import load_problems
+
+    flagged = {}
+    for problem in load_problems():
+        program = problem["prompt"] + problem["canonical_solution"]
+        flags = scan_code(program) + scan_code(program, problem["test"])
+        if flags:
+            flagged[problem["task_id"]] = flags
+    assert flagged == {}
+
+
 @pytest.mark.parametrize("name", sorted(ATTACK_SUITE.ATTACKS))
 def test_code_verifier_attacks_are_flagged(name):
     source = ATTACK_SUITE.ATTACKS[name]

@@ -51,11 +51,13 @@ class Alert:
 
 
 class Baseline:
-    """The first ``size`` values of a metric: their median and robust scale."""
+    """The first ``size`` values of a metric; once complete, their median and robust scale
+    (1.4826 x MAD: the standard deviation, were the values normal; never below ``min_scale``)."""
 
     def __init__(self, size: int, min_scale: float) -> None:
         self.size, self.min_scale = size, min_scale
         self.values: list[float] = []
+        self.median = self.scale = math.nan
 
     @property
     def ready(self) -> bool:
@@ -63,16 +65,10 @@ class Baseline:
 
     def add(self, value: float) -> None:
         self.values.append(value)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    @property
-    def scale(self) -> float:
-        """1.4826 x MAD: the standard deviation, were the values normal; never below the floor."""
-        mad = statistics.median(abs(v - self.median) for v in self.values)
-        return max(1.4826 * mad, self.min_scale)
+        if self.ready:
+            self.median = statistics.median(self.values)
+            mad = statistics.median(abs(v - self.median) for v in self.values)
+            self.scale = max(1.4826 * mad, self.min_scale)
 
 
 def _number(record: dict[str, Any], key: str) -> float | None:
