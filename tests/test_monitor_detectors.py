@@ -4,11 +4,16 @@ condition has held for ``patience`` steps, the same alerts streamed or replayed.
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+import rlvr
 from rlvr.monitor import DETECTORS, MonitorConfig, StepMonitor, run_detectors
 from rlvr.monitor.scan import ANSWER_FLAGS, CODE_FLAGS
 
@@ -232,3 +237,11 @@ def test_bad_actions_and_unknown_fields_name_the_field():
         MonitorConfig(patiense=3)
     with pytest.raises(ValidationError, match="factr"):
         MonitorConfig(kl_blowup={"factr": 3})
+
+
+def test_the_monitor_imports_no_torch():
+    src = str(Path(rlvr.__file__).resolve().parents[1])
+    code = "import sys, rlvr.monitor, rlvr.monitor.corpus; print('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": src}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "False", out.stderr
