@@ -7,37 +7,51 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlvr.config import RunConfig
+from rlvr.config import ConfigError, RunConfig
 from rlvr.context import RunContext
 from rlvr.eval import evaluate
 from rlvr.models.load import load_policy
-from rlvr.recipes import r1
+from rlvr.recipes import agentic_code, r1
+from rlvr.recipes.stages import write_summary
+
+RECIPES = {"r1": r1, "agentic_code": agentic_code}
+
+
+def _recipe(cfg: RunConfig):
+    """The recipe whose stages serve ``cfg``: with an environment, the agentic recipe's."""
+    if cfg.env.name and cfg.recipe == "r1":
+        if "recipe" in cfg.model_fields_set:
+            raise ConfigError(
+                "the r1 recipe is single-turn; environments (env.name) run with "
+                "--recipe agentic_code"
+            )
+        return agentic_code
+    return RECIPES[cfg.recipe]
 
 
 def run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
-    """The whole R1 recipe into ``runs/<name>/``; ``resume`` continues an interrupted run."""
+    """The configured recipe (``cfg.recipe``) into the run directory; ``resume`` continues an
+    interrupted run."""
+    recipe = _recipe(cfg)
     ctx = RunContext(cfg, fresh=not resume)
     try:
-        return r1.run_recipe(ctx)
+        return recipe.run_recipe(ctx)
     finally:
         ctx.close()
 
 
 def _single_stage(cfg: RunConfig, stage: str, **kwargs: Any) -> dict[str, Any]:
+    recipe = _recipe(cfg)
+    if stage not in recipe.STAGES:
+        raise ConfigError(f"the {cfg.recipe} recipe has no {stage!r} stage")
     ctx = RunContext(cfg)
     ctx.state["done"] = [s for s in ctx.state["done"] if s != stage]
     ctx.state.pop(f"{stage}_progress", None)
-    runner = {
-        "sft": r1.stage_sft,
-        "rl": r1.stage_rl,
-        "rejection": r1.stage_rejection,
-        "final_sft": r1.stage_final_sft,
-    }[stage]
     t0 = time.perf_counter()
     try:
         with ctx.interruptible():
-            runner(ctx, **kwargs)
-        return r1.write_summary(ctx, time.perf_counter() - t0)
+            recipe.STAGES[stage](ctx, **kwargs)
+        return write_summary(ctx, time.perf_counter() - t0)
     finally:
         ctx.close()
 
@@ -62,7 +76,14 @@ def sample(cfg: RunConfig, source: str = "rl") -> dict[str, Any]:
 def eval_model(
     cfg: RunConfig, model_path: str | Path, output: str | Path | None = None
 ) -> dict[str, Any]:
-    """Held-out pass@1 (greedy) and pass@k of any checkpoint on the configured task."""
+    """Held-out pass@1 (greedy) and pass@k of any checkpoint on the configured task; with an
+    environment, greedy episodes with real feedback, one attempt, and blank feedback."""
+    if cfg.env.name:
+        result = _eval_episodes(cfg, model_path)
+        if output:
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
+            Path(output).write_text(json.dumps(result, indent=2))
+        return result
     from rlvr.context import build_task
     from rlvr.rollout.prompts import format_prompt
     from rlvr.verifiers.base import get_verifier
@@ -92,6 +113,30 @@ def eval_model(
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _eval_episodes(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
+    from rlvr.context import build_task, episode_runner, make_env
+    from rlvr.eval import evaluate_episodes
+
+    model, tokenizer = load_policy(model_path, cfg.model.device, cfg.model.dtype)
+    heldout = build_task(cfg).examples("heldout", cfg.eval.heldout)
+    result: dict[str, Any] = {"model": str(model_path), "env": cfg.env.name}
+    for name, v in agentic_code.VARIANTS.items():
+        turns = 1 if v["single"] else cfg.env.max_turns
+        runner = episode_runner(cfg, tokenizer, turns)
+        try:
+            envs = [make_env(cfg, e, v["blank_feedback"], turns) for e in heldout]
+            got = evaluate_episodes(model, runner, envs)
+        finally:
+            runner.close()
+        prefix = "" if name == "multi_turn" else f"{name}/"
+        result[f"{prefix}pass@1"] = got["pass@1"]
+        result[f"{prefix}reward"] = got["reward"]
+        result[f"{prefix}turns"] = got["turns"]
+        if name == "multi_turn":
+            result["n"], result["samples"] = got["n"], got["samples"]
     return result
 
 

@@ -77,9 +77,17 @@ def run(
     resume: Annotated[
         bool, typer.Option(help="continue an interrupted run from its last checkpoint")
     ] = False,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="r1 (default): SFT -> GRPO -> rejection sampling -> SFT; agentic_code: SFT -> "
+            "multi-turn GRPO with code execution feedback -> held-out controls"
+        ),
+    ] = None,
 ) -> None:
-    """The whole DeepSeek-R1 recipe: cold-start SFT -> GRPO -> rejection sampling -> final SFT."""
-    cfg = _config(config, set_, seed=seed, **_run_dir_fields(out, name))
+    """A whole recipe (default: DeepSeek-R1's cold-start SFT -> GRPO -> rejection sampling ->
+    final SFT)."""
+    cfg = _config(config, set_, seed=seed, recipe=recipe, **_run_dir_fields(out, name))
     from rlvr import api  # after validation: a config error never waits for torch to import
 
     summary = api.run(cfg, resume=resume)
@@ -112,6 +120,10 @@ SkipBadOpt = Annotated[
     bool, typer.Option("--skip-bad-rows", help="drop invalid data rows (listed) and go on")
 ]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda (bf16 on GPU)")]
+EnvOpt = Annotated[
+    str | None,
+    typer.Option(help="a multi-turn environment, e.g. code_feedback (episodes, not completions)"),
+]
 
 
 def _task_fields(
@@ -162,6 +174,7 @@ def train(
     task: Annotated[
         str | None, typer.Option(help="task name, e.g. arithmetic, reasoning_gym:NAME")
     ] = None,
+    env: EnvOpt = None,
     verifier: Annotated[
         str | None, typer.Option(help="verifier name, e.g. math, code (default: the task's)")
     ] = None,
@@ -192,6 +205,8 @@ def train(
         task_fields["system_prompt"] = system_prompt
     if task_fields:
         fields["task"] = task_fields
+    if env:
+        fields["env"] = {"name": env}
     if max_steps is not None:
         fields["rl"] = {"steps": max_steps}
     cfg = _config(config, set_, **fields)
@@ -235,6 +250,7 @@ def eval_(
     seed: SeedOpt = None,
     data: DataOpt = None,
     task: Annotated[str | None, typer.Option(help="task name")] = None,
+    env: EnvOpt = None,
     verifier: Annotated[
         str | None, typer.Option(help="verifier name (default: the task's)")
     ] = None,
@@ -256,6 +272,8 @@ def eval_(
         task_fields["options"]["heldout_fraction"] = 1.0
     if task_fields:
         fields["task"] = task_fields
+    if env:
+        fields["env"] = {"name": env}
     if device:
         fields["model"] = {"device": device}
     output = output or _default_eval_output(model, out)

@@ -43,8 +43,63 @@ class Interrupted(Exception):
     """Ctrl-C arrived; the stage saved what it had and the run can ``--resume``."""
 
 
+def env_options(cfg: RunConfig) -> dict[str, Any]:
+    """The environment's options: the configured ones, the run's seed and turn limit, and the
+    prompt style the policy reads (words for a chat model, compact for the embedded one)."""
+    options = {"seed": cfg.seed, "max_turns": cfg.env.max_turns, **cfg.env.options}
+    if "style" not in options:
+        chat = cfg.task.use_chat_template
+        if chat is None and cfg.model.path:
+            chat = _has_chat_template(cfg.model.path)
+        options["style"] = "instruct" if chat else "compact"
+    return options
+
+
+def _has_chat_template(path: str) -> bool:
+    from transformers import AutoTokenizer
+
+    from rlvr.models.lora import adapter_base_path, is_adapter_dir
+
+    where = adapter_base_path(Path(path)) if is_adapter_dir(Path(path)) else path
+    try:
+        return bool(AutoTokenizer.from_pretrained(where, local_files_only=True).chat_template)
+    except (OSError, ValueError):
+        return False
+
+
+def make_env(
+    cfg: RunConfig, example: Example, blank_feedback: bool = False, max_turns: int | None = None
+):
+    """One episode's environment on ``example``. ``blank_feedback``: every observation is the
+    same text (a control); ``max_turns=1``: a single attempt (the other control)."""
+    from rlvr.envs import BlankFeedback, get_env_family
+    from rlvr.envs.base import accepted
+
+    turns = max_turns or cfg.env.max_turns
+    family = get_env_family(cfg.env.name)
+    env = family(example, **accepted(family, {**env_options(cfg), "max_turns": turns}))
+    return BlankFeedback(env, turns) if blank_feedback else env
+
+
+def episode_runner(
+    cfg: RunConfig, tokenizer: PreTrainedTokenizerBase, max_turns: int | None = None
+):
+    """Plays batches of episodes with the run's limits and prompt format."""
+    from rlvr.rollout.episodes import EpisodeLimits, EpisodeRunner, TurnCodec
+
+    e = cfg.env
+    limits = EpisodeLimits(max_turns or e.max_turns, e.max_turn_tokens, e.max_episode_tokens)
+    codec = TurnCodec(tokenizer, cfg.task.system_prompt, cfg.task.use_chat_template)
+    return EpisodeRunner(tokenizer, codec, limits, e.workers or os.cpu_count() or 1)
+
+
 def build_task(cfg: RunConfig) -> Task:
     from rlvr.tasks.base import _TASKS  # the factory, to see which options it takes
+
+    if cfg.env.name:  # the environment's problems
+        from rlvr.envs.base import EnvTask
+
+        return EnvTask(cfg.env.name, **env_options(cfg))
 
     family = cfg.task.name.partition(":")[0]
     options = dict(cfg.task.options)
@@ -72,7 +127,11 @@ class RunContext:
             torch.set_num_threads(cfg.model.threads)
         self.task = build_task(cfg)
         verifier_name = cfg.task.verifier or self.task.verifier
-        self.verifier = get_verifier(verifier_name, **dict(self.task.verifier_options))
+        self.verifier = (
+            None  # an environment scores its own episodes
+            if cfg.env.name and not cfg.task.verifier
+            else get_verifier(verifier_name, **dict(self.task.verifier_options))
+        )
         self.pool = VerifierPool(workers=cfg.rl.verifier_workers)
         self.metrics = MetricsLog(self.dir, sinks=self._sinks())
         self.state = self._read_state()
@@ -80,7 +139,17 @@ class RunContext:
 
     # -- scoring and prompts ---------------------------------------------------------------
     def score(self, responses: list[str], references: list[Any]) -> list[Verdict]:
+        if self.verifier is None:
+            raise RuntimeError("this run's rewards come from its environment, not a verifier")
         return self.pool.score(self.verifier, responses, references)
+
+    def make_env(
+        self, example: Example, blank_feedback: bool = False, max_turns: int | None = None
+    ):
+        return make_env(self.cfg, example, blank_feedback, max_turns)
+
+    def episode_runner(self, tokenizer: PreTrainedTokenizerBase, max_turns: int | None = None):
+        return episode_runner(self.cfg, tokenizer, max_turns)
 
     def formatter(self, tokenizer: PreTrainedTokenizerBase):
         system, chat = self.cfg.task.system_prompt, self.cfg.task.use_chat_template
@@ -99,9 +168,12 @@ class RunContext:
             return load_policy(m.path, m.device, m.dtype)
         init = self.checkpoint_dir("init")
         if not (init / "config.json").exists():
+            from rlvr.rollout.episodes import OBS_TAGS
+
             save_tiny(
                 init,
                 seed=self.cfg.seed,
+                extra_tags=OBS_TAGS if self.cfg.env.name else (),
                 hidden_size=m.hidden_size,
                 num_layers=m.num_layers,
                 num_heads=m.num_heads,

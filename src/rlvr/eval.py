@@ -1,15 +1,19 @@
 """Held-out evaluation: greedy pass@1, and pass@k with the unbiased estimator of Chen et al.
-(2021, eq. 1): with n samples of which c are correct, ``pass@k = 1 - C(n-c, k) / C(n, k)``."""
+(2021, eq. 1): with n samples of which c are correct, ``pass@k = 1 - C(n-c, k) / C(n, k)``;
+for multi-turn environments, greedy episodes (``evaluate_episodes``)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlvr.envs.base import Env
+from rlvr.rollout.episodes import EpisodeRunner
 from rlvr.rollout.generate import generate
 from rlvr.tasks.base import Example
 from rlvr.verifiers.answer import extract_answer
@@ -101,3 +105,35 @@ def evaluate(
         out[f"pass@{k}"] = float(np.mean(pass_k))
         out[f"maj@{k}"] = float(np.mean(maj_k))
     return out
+
+
+def evaluate_episodes(
+    model: PreTrainedModel,
+    runner: EpisodeRunner,
+    envs: list[Env],
+    shown: int = 8,
+) -> dict[str, Any]:
+    """Greedy multi-turn episodes, one per environment (a held-out problem each).
+
+    ``pass@1``: the share of episodes whose final attempt passes every hidden test; ``reward``:
+    the mean graded reward (tests passed / total of the final attempt); ``turns``: model turns
+    per episode. ``samples``: the first ``shown`` episodes, turn by turn, with their verdicts."""
+    ro, verdicts = runner.run(model, envs, group_size=1, temperature=0.0)
+    turns = ro.turns or [[] for _ in envs]
+    return {
+        "pass@1": float(np.mean([v.correct for v in verdicts])),
+        "reward": float(np.mean([v.score for v in verdicts])),
+        "turns": float(np.mean([sum(t["role"] == "model" for t in ep) for ep in turns])),
+        "n": len(envs),
+        "samples": [
+            {
+                "prompt": env.example.prompt,
+                "completion": text,
+                "turns": ep,
+                "score": v.score,
+                "status": v.status,
+                "detail": v.detail,
+            }
+            for env, text, ep, v in list(zip(envs, ro.texts, turns, verdicts, strict=True))[:shown]
+        ],
+    }

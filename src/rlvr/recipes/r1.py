@@ -21,16 +21,14 @@ import time
 from typing import Any
 
 from rlvr.config import SFTConfig
-from rlvr.context import Interrupted, RunContext, console
+from rlvr.context import RunContext, console
 from rlvr.eval import evaluate
+from rlvr.recipes.stages import Stage, run_stages, supervised
 from rlvr.rollout.sources import SingleTurn
 from rlvr.tasks.base import Example
-from rlvr.tracking.plots import plot_run
 from rlvr.train.loop import run_rl
 from rlvr.train.rejection import rejection_sample
-from rlvr.train.sft import train_sft
-
-STAGES = ("sft", "rl", "rejection", "final_sft")
+from rlvr.train.sft import encode_pairs
 
 
 def evaluate_stage(
@@ -88,34 +86,11 @@ def _supervised(
     completions: list[str],
     cfg: SFTConfig,
 ) -> int:
-    """One SFT stage with its progress bar and metrics; raises Interrupted on Ctrl-C."""
+    """SFT on (prompt, completion) pairs, prompts formatted as the rollouts format them."""
     fmt = ctx.formatter(tokenizer)
-    total = cfg.epochs * ((len(prompts) + cfg.batch_size - 1) // cfg.batch_size)
-    with ctx.progress(label, total) as advance:
-
-        def on_step(m: dict) -> None:
-            ctx.metrics.log(
-                stage,
-                m["step"],
-                loss=m["loss"],
-                grad_norm=m["grad_norm"],
-                learning_rate=m["learning_rate"],
-            )
-            advance(1, f"loss {m['loss']:.3f}")
-
-        steps = train_sft(
-            model,
-            tokenizer,
-            [fmt(p) for p in prompts],
-            completions,
-            cfg,
-            seed=ctx.cfg.seed,
-            on_step=on_step,
-            should_stop=ctx.stop_requested,
-        )
-    if ctx.stop_requested():
-        raise Interrupted(stage)
-    return steps
+    pairs = encode_pairs(tokenizer, [fmt(p) for p in prompts], completions, cfg.max_length)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return supervised(ctx, stage, label, model, pairs, pad, cfg)
 
 
 def stage_sft(ctx: RunContext) -> dict[str, Any]:
@@ -244,36 +219,14 @@ def stage_final_sft(ctx: RunContext) -> dict[str, Any]:
     return summary
 
 
-def write_summary(ctx: RunContext, wall_seconds: float) -> dict[str, Any]:
-    summary = dict(ctx.state["summary"])
-    summary["wall_seconds"] = ctx.state.get("wall_seconds", 0.0) + wall_seconds
-    if "sft_accuracy" in summary and "rl_accuracy" in summary:
-        summary["rl_lift"] = summary["rl_accuracy"] - summary["sft_accuracy"]
-    (ctx.dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    try:
-        plot_run(ctx.dir)
-    except Exception as exc:  # a plot must never lose a finished run
-        console.print(f"[yellow]plotting failed: {exc}")
-    return summary
+STAGES: dict[str, Stage] = {
+    "sft": stage_sft,
+    "rl": stage_rl,
+    "rejection": stage_rejection,
+    "final_sft": stage_final_sft,
+}
 
 
 def run_recipe(ctx: RunContext) -> dict[str, Any]:
     """All four stages, skipping those already done (``--resume``)."""
-    t0 = time.perf_counter()
-    runners = {
-        "sft": stage_sft,
-        "rl": stage_rl,
-        "rejection": stage_rejection,
-        "final_sft": stage_final_sft,
-    }
-    try:
-        with ctx.interruptible():
-            for stage in STAGES:
-                if stage in ctx.state["done"]:
-                    console.print(f"[dim]{stage}: done earlier, skipped")
-                    continue
-                runners[stage](ctx)
-    finally:
-        ctx.state["wall_seconds"] = ctx.state.get("wall_seconds", 0.0) + time.perf_counter() - t0
-        ctx.write_state()
-    return write_summary(ctx, 0.0)
+    return run_stages(ctx, STAGES)

@@ -16,29 +16,32 @@ from rlvr.config import SFTConfig
 from rlvr.rollout.generate import positions
 from rlvr.train.optim import make_optimizer
 
+Sequence = tuple[list[int], list[int]]  # token ids, and 1 where a token is learned
+
 
 def encode_pairs(
     tokenizer: PreTrainedTokenizerBase, prompts: list[str], solutions: list[str], max_len: int
-) -> list[tuple[list[int], int]]:
-    """Token ids of prompt + solution + EOS, and where the solution starts."""
+) -> list[Sequence]:
+    """Token ids of prompt + solution + EOS; the solution's tokens are the ones learned."""
     pairs = []
     for prompt, solution in zip(prompts, solutions, strict=True):
         p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
         s = tokenizer(solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         ids = (p + s)[:max_len]
-        pairs.append((ids, len(p)))
+        pairs.append((ids, ([0] * len(p) + [1] * len(s))[:max_len]))
     return pairs
 
 
-def _batch(pairs: list[tuple[list[int], int]], pad: int, device: torch.device):
+def _batch(pairs: list[Sequence], pad: int, device: torch.device):
     width = max(len(ids) for ids, _ in pairs)
     ids = torch.full((len(pairs), width), pad, dtype=torch.long)
     mask = torch.zeros((len(pairs), width), dtype=torch.long)
     labels = torch.full((len(pairs), width), -100, dtype=torch.long)
-    for i, (row, start) in enumerate(pairs):
+    for i, (row, learned) in enumerate(pairs):
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
-        labels[i, start : len(row)] = torch.tensor(row[start:])
+        target = torch.tensor(row)
+        labels[i, : len(row)] = torch.where(torch.tensor(learned, dtype=torch.bool), target, -100)
     return ids.to(device), mask.to(device), labels.to(device)
 
 
@@ -55,9 +58,25 @@ def train_sft(
     """Train ``model`` in place; returns the number of optimizer steps taken."""
     if not prompts:
         raise ValueError("SFT got no examples")
-    device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     pairs = encode_pairs(tokenizer, prompts, solutions, cfg.max_length)
+    return train_sequences(model, pairs, pad, cfg, seed, on_step, should_stop)
+
+
+def train_sequences(
+    model: PreTrainedModel,
+    pairs: list[Sequence],
+    pad: int,
+    cfg: SFTConfig,
+    seed: int = 0,
+    on_step: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Cross-entropy on the marked tokens of already-encoded sequences (a multi-turn episode:
+    the model's turns learned, the environment's replies only read); returns the steps taken."""
+    if not pairs:
+        raise ValueError("SFT got no examples")
+    device = next(model.parameters()).device
     steps_per_epoch = (len(pairs) + cfg.batch_size - 1) // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
     optimizer, scheduler = make_optimizer(model, cfg.lr, total, cfg.warmup_ratio, cfg.weight_decay)
