@@ -74,6 +74,16 @@ class EnvConfig(Section):
     workers: int | None = Field(
         None, ge=1, description="environments stepping at once; None = CPU count"
     )
+    blank_text: str = Field(
+        "try again", description="the fixed reply of the blank-feedback control"
+    )
+    demo_blank_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="share of cold-start demonstrations whose replies are the blank text, so "
+        "the blank-feedback control shows no unseen text",
+    )
 
     @model_validator(mode="after")
     def _room_for_a_turn(self) -> EnvConfig:

@@ -78,7 +78,7 @@ def make_env(
     turns = max_turns or cfg.env.max_turns
     family = get_env_family(cfg.env.name)
     env = family(example, **accepted(family, {**env_options(cfg), "max_turns": turns}))
-    return BlankFeedback(env, turns) if blank_feedback else env
+    return BlankFeedback(env, turns, cfg.env.blank_text) if blank_feedback else env
 
 
 def episode_runner(

@@ -132,6 +132,9 @@ class BlankFeedback:
     def verdict(self) -> Verdict:
         return self.env.verdict()
 
+    def __getattr__(self, name: str) -> Any:  # the rest (e.g. ``demonstration``) is the inner's
+        return getattr(self.env, name)
+
 
 class EnvTask:
     """An environment's problems as a ``Task`` (what the run's data order and splits read)."""

@@ -36,7 +36,7 @@ from rlvr.tasks.base import Example, Split
 from rlvr.verifiers.base import Verdict, graded
 from rlvr.verifiers.code import CodeVerifier, extract_code
 
-NAMES = "fghpqr"
+NAMES = "fghkmnpqrs"
 HIDDEN_POINTS = (1, 2, 3, 5)
 VISIBLE_POINT = 0
 
@@ -53,12 +53,6 @@ def shared_verifier(unsafe: bool = False) -> CodeVerifier:
         return _verifier
 
 
-def _split_of(a: int, b: int, heldout_fraction: float) -> Split:
-    """Held-out problems are whole (a, b) pairs the policy never trains on, under any name."""
-    h = int.from_bytes(hashlib.sha256(f"linear:{a},{b}".encode()).digest()[:8], "big")
-    return "heldout" if (h % 10_000) < heldout_fraction * 10_000 else "train"
-
-
 def _prompt(name: str, value: int, style: str, coef_max: int) -> str:
     if style == "compact":
         return f"{name}(1)={value}"
@@ -69,6 +63,11 @@ def _prompt(name: str, value: int, style: str, coef_max: int) -> str:
         "then you can send a corrected version. Reply with the complete function in a "
         "```python code block."
     )
+
+
+def _split_of(name: str, total: int, heldout_fraction: float) -> Split:
+    h = int.from_bytes(hashlib.sha256(f"code_feedback:{name}:{total}".encode()).digest()[:8], "big")
+    return "heldout" if (h % 10_000) < heldout_fraction * 10_000 else "train"
 
 
 @register_env("code_feedback")
@@ -104,14 +103,22 @@ class CodeFeedbackEnv:
         heldout_fraction: float = 0.2,
         style: str = "compact",
     ) -> list[Example]:
-        """Every problem of ``split`` (each name with each (a, b) pair of that split), in an
-        order shuffled by ``seed``; the first ``n`` when given."""
+        """Every problem of ``split``, in an order shuffled by ``seed``; the first ``n`` when
+        given.
+
+        The split is by prompt, ``(name, f(1))``: all (a, b) pairs with that sum go to one side.
+        Why: a prompt says nothing of ``b`` beyond ``a + b``, and with every consistent pair of a
+        training prompt in training, each ``b`` is equally likely given the prompt. A split by
+        (a, b) would leave holes that RL fills with a prior over the training pairs, which the
+        held-out pairs then break: reward without reading the feedback, held-out accuracy lost
+        doing it. Here only the feedback tells ``b``, and a held-out prompt (a name with a sum)
+        was never trained on."""
         out = []
         for a in range(coef_max + 1):
             for b in range(coef_max + 1):
-                if _split_of(a, b, heldout_fraction) != split:
-                    continue
                 for name in names:
+                    if _split_of(name, a + b, heldout_fraction) != split:
+                        continue
                     reference = {
                         "name": name,
                         "a": a,
@@ -148,12 +155,13 @@ class CodeFeedbackEnv:
                 {"name": "visible", "asserts": ref["visible"], "details": True},
                 {"name": "hidden", "asserts": ref["hidden"]},
             ],
+            memo=True,  # the G episodes of a problem often try the same code: run it once
         )
         self.last = result
         if "error" in result:
             return self._turn(f"the sandbox failed: {result['error']}", visible_passed=False)
         visible = result["suites"]["visible"]
-        lines = [_feedback_line(d) for d in visible.get("details", [])]
+        lines = [_feedback_line(d, self.style) for d in visible.get("details", [])]
         passed = visible["passed"] == visible["total"]
         return self._turn("; ".join(lines), visible_passed=passed)
 
@@ -202,13 +210,21 @@ class CodeFeedbackEnv:
         return f"```python\ndef {name}(x):\n    return ({total} - {guess}) * x + {guess}\n```"
 
 
-def _feedback_line(detail: dict[str, Any]) -> str:
-    """``f(0): expected 4, got 3``, or ``f(0): expected 4, error: NameError: name 'y' is not
-    defined (line 1)``: what a developer sees when a visible test fails."""
+def _feedback_line(detail: dict[str, Any], style: str) -> str:
+    """What a developer sees when a visible test fails: ``f(0): expected 4, got 3`` or
+    ``f(0): expected 4, error: NameError: name 'y' is not defined (line 1)``. The compact style
+    writes the expected value as the prompt writes a known value (``f(0)=4, got 3``)."""
     call = detail.get("call") or detail.get("assert", "test")
     if detail.get("passed"):
         return f"{call}: ok"
-    expected = f"expected {detail['expected']}, " if "expected" in detail else ""
+    if "expected" in detail:
+        expected = (
+            f"={detail['expected']}, "
+            if style == "compact"
+            else f": expected {detail['expected']}, "
+        )
+    else:
+        expected = ": "
     if "error" in detail:
-        return f"{call}: {expected}error: {detail['error']}"
-    return f"{call}: {expected}got {detail.get('got')}"
+        return f"{call}{expected}error: {detail['error']}"
+    return f"{call}{expected}got {detail.get('got')}"

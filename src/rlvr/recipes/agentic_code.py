@@ -45,7 +45,9 @@ VARIANTS = {
 
 def demonstrations(ctx: RunContext, tokenizer: PreTrainedTokenizerBase, n: int) -> list[Sequence]:
     """``n`` demonstration episodes as token sequences (the model's turns learned, the
-    environment's replies only read), played through the real environment and sandbox."""
+    environment's replies only read), played through the real environment and sandbox. A share
+    (``env.demo_blank_share``) gets the blank-feedback text as every reply, so that control
+    measures the use of feedback, not the surprise of a text never seen."""
     cfg = ctx.cfg
     problems = ctx.task.examples("train")
     rng = random.Random(cfg.seed)
@@ -57,8 +59,10 @@ def demonstrations(ctx: RunContext, tokenizer: PreTrainedTokenizerBase, n: int) 
     codec = TurnCodec(tokenizer, cfg.task.system_prompt, cfg.task.use_chat_template)
     eos = tokenizer.eos_token_id
 
+    blank = set(rng.sample(range(n), round(cfg.env.demo_blank_share * n)))
+
     def episode(i: int) -> Sequence:
-        env = ctx.make_env(picks[i])
+        env = ctx.make_env(picks[i], blank_feedback=i in blank)
         if not hasattr(env, "demonstration"):
             raise ValueError(
                 f"environment {cfg.env.name!r} has no demonstrations for a cold start; "

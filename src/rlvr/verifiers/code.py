@@ -23,6 +23,9 @@ from __future__ import annotations
 import ast
 import json
 import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from rlvr.verifiers.base import Verdict, graded, register_verifier
@@ -115,6 +118,7 @@ class CodeVerifier:
     ) -> None:
         self.timeout_s, self.memory_mb, self.max_procs = timeout_s, memory_mb, max_procs
         self.sandbox = Sandbox(unsafe=unsafe, hide=hide)
+        self._memo = Memo()
 
     def verify(self, response: str, reference: Any) -> Verdict:
         try:
@@ -154,14 +158,24 @@ class CodeVerifier:
         }
 
     def run_suites(
-        self, code: str, suites: list[dict[str, Any]], timeout_s: float | None = None
+        self,
+        code: str,
+        suites: list[dict[str, Any]],
+        timeout_s: float | None = None,
+        memo: bool = False,
     ) -> dict[str, Any]:
         """Run several named assert lists against one program in one sandbox call, and return
         the sandbox's raw result: ``result["suites"][name]`` holds ``passed`` and ``total``, and
         ``details`` (call, expected, got or error per assert) for suites asked with
         ``"details": True``. An environment shows the details of its visible tests to the model
         and keeps the hidden tests' counts for the reward. Never raises for the program's
-        failures; a sandbox failure comes back as ``{"error": ...}``."""
+        failures; a sandbox failure comes back as ``{"error": ...}``.
+
+        ``memo``: the same program against the same tests runs once (``Memo``): in RL the G
+        samples of a problem often write identical code, more so as the policy sharpens."""
+        if memo:
+            key = json.dumps([code, suites, timeout_s], sort_keys=True)
+            return self._memo.get(key, lambda: self.run_suites(code, suites, timeout_s))
         for suite in suites:
             for source in suite["asserts"]:
                 ast.parse(source)  # a bad test is the task's error, not the model's
@@ -173,6 +187,40 @@ class CodeVerifier:
 
     def close(self) -> None:
         self.sandbox.close()
+
+
+class Memo:
+    """Results by key, computed once even when several threads ask at the same moment (the
+    first computes, the others wait for its answer); the oldest entries leave beyond ``size``.
+    A sandbox failure is not remembered."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._results: dict[str, Future] = {}
+
+    def get(self, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        with self._lock:
+            future = self._results.get(key)
+            owner = future is None
+            if owner:
+                future = self._results[key] = Future()
+                while len(self._results) > self.size:
+                    self._results.pop(next(iter(self._results)))
+        if not owner:
+            return future.result()
+        try:
+            result = compute()
+        except BaseException as e:
+            with self._lock:
+                self._results.pop(key, None)
+            future.set_exception(e)
+            raise
+        if "error" in result:
+            with self._lock:
+                self._results.pop(key, None)
+        future.set_result(result)
+        return result
 
 
 def _verdict(result: dict[str, Any]) -> Verdict:
