@@ -61,9 +61,7 @@ def run_rlvr(work: list[tuple[str, list[str]]], workers: int) -> tuple[float, fl
     try:
         with VerifierPool(workers=workers) as pool:
             t0 = time.perf_counter()
-            verdicts = pool.score(
-                verifier, [c for c, _ in work], [{"asserts": a} for _, a in work]
-            )
+            verdicts = pool.score(verifier, [c for c, _ in work], [{"asserts": a} for _, a in work])
             seconds = time.perf_counter() - t0
     finally:
         verifier.close()

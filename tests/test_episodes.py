@@ -62,7 +62,9 @@ def play(model, tok, G=3, limits=EpisodeLimits(3, 12, 80), temperature=1.0, seed
     ]
     runner = EpisodeRunner(tok, TurnCodec(tok), limits, workers=2)
     try:
-        ro, verdicts = runner.run(model, envs, G, temperature, 1.0, torch.Generator().manual_seed(seed))
+        ro, verdicts = runner.run(
+            model, envs, G, temperature, 1.0, torch.Generator().manual_seed(seed)
+        )
     finally:
         runner.close()
     return ro, verdicts, envs
@@ -70,7 +72,9 @@ def play(model, tok, G=3, limits=EpisodeLimits(3, 12, 80), temperature=1.0, seed
 
 @pytest.mark.parametrize("packed", ["1", "0"])
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_teacher_forced_logprobs_equal_the_sampling_logprobs(policy, monkeypatch, packed, temperature):
+def test_teacher_forced_logprobs_equal_the_sampling_logprobs(
+    policy, monkeypatch, packed, temperature
+):
     model, tok = policy
     monkeypatch.setenv("RLVR_PACKED", packed)
     ro, _, _ = play(model, tok, temperature=temperature)
@@ -142,8 +146,23 @@ def test_limits_end_episodes_on_a_model_turn(policy):
     assert ro.truncated.any()
     # a turn that hits max_turn_tokens without EOS ends its episode, flagged truncated
     ro, _, _ = play(model, tok, limits=EpisodeLimits(3, 2, 60))
-    cut = [len(ep) == 1 for ep in ro.turns]
-    assert all(cut) and bool(ro.truncated.all())
+    eos = tok.eos_token_id
+    for r in range(len(ro)):
+        real = ro.attention_mask[r, ro.prompt_len :].bool()
+        ids, mask = ro.completion_ids[r][real].tolist(), ro.completion_mask[r][real].tolist()
+        runs, current = [], []
+        for t, m in zip(ids, mask, strict=True):
+            if m:
+                current.append(t)
+            elif current:
+                runs, current = [*runs, current], []
+        runs.append(current)
+        assert all(run[-1] == eos and len(run) <= 2 for run in runs[:-1])
+        if bool(ro.truncated[r]):
+            assert len(runs[-1]) == 2 and runs[-1][-1] != eos
+        else:
+            assert runs[-1][-1] == eos
+    assert ro.truncated.any()
 
 
 def test_one_advantage_per_episode_applied_to_model_tokens_only(policy):

@@ -73,6 +73,29 @@ def test_picks_best_worst_flagged():
     assert [s["status"] for s in picked["flagged"]] == ["timeout", "correct"]
 
 
+def test_episodes_show_turn_by_turn_and_fixes_come_first(tmp_path):
+    fixed = {
+        "after": "rl", "variant": "multi_turn", "step": 9, "prompt": "f(1)=7", "score": 1.0,
+        "status": "correct", "detail": "4/4",
+        "turns": [
+            {"role": "model", "text": "def f(x):return (7-1)*x+1"},
+            {"role": "env", "text": "f(0)=3, got 1"},
+            {"role": "model", "text": "def f(x):return (7-3)*x+3"},
+        ],
+    }  # fmt: skip
+    blank = {**fixed, "variant": "blank_feedback"}  # a control: nothing was read
+    first_try = {**fixed, "turns": fixed["turns"][:1]}
+    picked = pick_samples([fixed, blank, first_try])
+    assert picked["fixed after feedback"] == [fixed]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "samples.jsonl").write_text(json.dumps(fixed) + "\n")
+    page = write_report(run).read_text()
+    assert "<tr class='model'><th>model 1</th>" in page
+    assert "<tr class='environment'><th>environment 1</th>" in page
+    assert "f(0)=3, got 1" in page and "model 2" in page
+
+
 def test_report_is_self_contained_and_escaped(tmp_path):
     path = write_report(_fake_run(tmp_path / "run"))
     page = path.read_text()

@@ -154,6 +154,11 @@ class EpisodeRunner:
         episodes = []
         for env, prompt in zip(envs, prompts, strict=True):
             ids = self.codec.prompt_ids(prompt)
+            if len(ids) >= lim.max_episode_tokens:
+                raise ValueError(
+                    f"a prompt of {len(ids)} tokens leaves no room for a turn in "
+                    f"max_episode_tokens={lim.max_episode_tokens} (env.max_episode_tokens)"
+                )
             episodes.append(_Episode(env, ids, list(ids), [0] * len(ids), [0.0] * len(ids), []))
         active = list(range(len(episodes)))
         for turn in range(1, lim.max_turns + 1):

@@ -7,7 +7,10 @@ works on a finished, interrupted or copied run, and needs no network to display.
 
 Samples are picked to be looked at: the best and the worst by score, and the flagged ones — a
 verdict of ``timeout``, ``error`` or ``blocked`` (a sandbox escape attempt), or a correct score
-on a completion that is suspiciously short, the two places reward hacking shows first.
+on a completion that is suspiciously short, the two places reward hacking shows first. A
+multi-turn episode is shown whole, turn by turn, the model's turns and the environment's replies
+in different colours; with an environment, a section shows episodes where the model fixed its
+code after reading the feedback.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ pre{background:#f6f8fa;padding:.6em;overflow-x:auto;white-space:pre-wrap;word-br
 margin:0}img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 .correct{color:#1a7f37}.wrong,.no_answer{color:#b35900}.error,.timeout,.blocked{color:#cf222e}
 details{margin:.5em 0}
+tr.model pre{background:#eef6ff}tr.environment pre{background:#fff8e6}
 """
 
 
@@ -71,7 +75,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def pick_samples(samples: list[dict[str, Any]], n: int = SHOWN) -> dict[str, list[dict]]:
-    """Best, worst and flagged completions (each list at most ``n``, no sample twice)."""
+    """Best, worst and flagged completions (each list at most ``n``), and for multi-turn runs the
+    latest episodes solved on a later attempt (the policy read the feedback and fixed its code)."""
     by_score = sorted(samples, key=lambda s: s.get("score", 0.0))
     flagged = [s for s in samples if s.get("status") in FLAG_STATUSES]
     short_correct = [
@@ -79,12 +84,45 @@ def pick_samples(samples: list[dict[str, Any]], n: int = SHOWN) -> dict[str, lis
     ]
     best = [s for s in reversed(by_score) if s.get("score", 0.0) > 0][:n]
     worst = [s for s in by_score if s not in best][:n]
-    return {"best": best, "worst": worst, "flagged": (flagged + short_correct)[:n]}
+    picked = {"best": best, "worst": worst, "flagged": (flagged + short_correct)[:n]}
+    if any(s.get("turns") for s in samples):  # episodes: the latest ones fixed after feedback
+        fixed = [
+            s
+            for s in samples
+            if s.get("status") == "correct"
+            and s.get("variant") != "blank_feedback"  # the control: no feedback to read
+            and sum(t.get("role") == "model" for t in s.get("turns") or []) >= 2
+        ]
+        picked = {"fixed after feedback": fixed[-n:][::-1], **picked}
+    return picked
+
+
+def _episode(turns: list[dict[str, Any]]) -> str:
+    """A multi-turn episode turn by turn: the model's turns and the environment's replies told
+    apart by label and colour."""
+    rows = []
+    for i, turn in enumerate(turns):
+        who = "model" if turn.get("role") == "model" else "environment"
+        rows.append(
+            f"<tr class='{who}'><th>{_esc(who)} {i // 2 + 1}</th>"
+            f"<td colspan='5'><pre>{_esc(turn.get('text', ''))}</pre></td></tr>"
+        )
+    return "".join(rows)
 
 
 def _sample_block(s: dict[str, Any]) -> str:
     status = str(s.get("status", ""))
     where = f"{s.get('after', '?')} step {s.get('step', '?')}"
+    if s.get("variant"):
+        where += f" ({s['variant']})"
+    if s.get("turns"):
+        body = _episode(s["turns"])
+    else:
+        body = (
+            "<tr><th>completion</th><td colspan='5'><pre>"
+            + _esc(s.get("completion", ""))
+            + "</pre></td></tr>"
+        )
     return (
         "<table><tr><th>where</th><td>"
         + _esc(where)
@@ -99,9 +137,8 @@ def _sample_block(s: dict[str, Any]) -> str:
         + "<tr><th>prompt</th><td colspan='5'><pre>"
         + _esc(s.get("prompt", ""))
         + "</pre></td></tr>"
-        + "<tr><th>completion</th><td colspan='5'><pre>"
-        + _esc(s.get("completion", ""))
-        + "</pre></td></tr></table>"
+        + body
+        + "</table>"
     )
 
 
