@@ -49,6 +49,7 @@ import torch  # noqa: E402
 from rlvr.config import AlgorithmConfig, RLConfig, RolloutConfig, load_config  # noqa: E402
 from rlvr.eval import evaluate  # noqa: E402
 from rlvr.models.load import load_policy  # noqa: E402
+from rlvr.rollout.sampling import sample_key  # noqa: E402
 from rlvr.rollout.sources import SingleTurn  # noqa: E402
 from rlvr.tasks.arithmetic import AdditionTask  # noqa: E402
 from rlvr.verifiers.base import get_verifier  # noqa: E402
@@ -158,7 +159,6 @@ class RlvrRun:
             self.model, self.rl.lr, self.rl.steps, 0.0, 0.0, "constant", fused=True
         )
         self.settings = loss_settings(self.algo, self.rollout.max_new_tokens)
-        self.generator = torch.Generator().manual_seed(args.seed)
         self.prompts = iter(train * (1 + args.steps * args.prompts // len(train)))
         self.format = lambda p: format_prompt(self.tokenizer, p)
         self.score = Scorer()
@@ -181,7 +181,7 @@ class RlvrRun:
             self.prompts,
             self.rl.prompts_per_step,
             self.algo,
-            self.generator,
+            sample_key(self.args.seed, len(self.steps)),
             self.tokenizer.pad_token_id,
         )
         values = batch_metrics(batch)

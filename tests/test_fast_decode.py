@@ -7,7 +7,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 
 from rlvr.models.tiny import build_tokenizer
 from rlvr.rollout import fast_decode
-from rlvr.rollout.generate import _sample, encode_prompts, generate, hf_decode, use_fast_decode
+from rlvr.rollout.generate import encode_prompts, generate, hf_decode, use_fast_decode
+from rlvr.rollout.sampling import Sampler, keyed_uniform, sample_key
 
 PROMPTS = ["12+34=", "5+6=", "999+100=", "7="]
 
@@ -43,9 +44,11 @@ def both_paths(model, tok, group_size, steps, temperature, seed=0):
         gen = torch.Generator().manual_seed(seed)
         logits = []
 
-        def pick(x, logits=logits, gen=gen):
+        sampler = Sampler(temperature, 1.0, gen)
+
+        def pick(x, rows, t, logits=logits, sampler=sampler):
             logits.append(x.clone())
-            return _sample(x, temperature, 1.0, gen)
+            return sampler(x, rows, t)
 
         with torch.no_grad():
             out.append(decode(model, ids, mask, group_size, steps, pick, tok.eos_token_id))
@@ -150,17 +153,50 @@ def test_unsupported_models_fall_back():
     assert fast_decode.unsupported(qwen, 8) is None
 
 
+@pytest.mark.parametrize("keyed", [False, True])
 @pytest.mark.parametrize("top_p", [1.0, 0.8])
-def test_sampler_draws_from_the_tempered_softmax(top_p):
+def test_sampler_draws_from_the_tempered_softmax(top_p, keyed):
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(20000, 1)
     probs = torch.softmax(logits[0] / 0.7, dim=-1)
     if top_p < 1.0:  # the nucleus: the smallest prefix of sorted tokens reaching top_p
         keep = probs.cumsum(0) - probs < top_p
         probs = probs * keep / (probs * keep).sum()
-    draws, logp = _sample(logits, 0.7, top_p, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(
-        logp, torch.log_softmax(logits / 0.7, -1).gather(1, draws[:, None])[:, 0]
-    )
+    keys = torch.tensor([sample_key("test", i) for i in range(20000)]) if keyed else None
+    sampler = Sampler(0.7, top_p, torch.Generator().manual_seed(0), keys)
+    draws, logp = sampler(logits, torch.arange(20000), 3)
+    expected_logp = torch.log_softmax(logits / 0.7, -1).gather(1, draws[:, None])[:, 0]
+    torch.testing.assert_close(logp, expected_logp)
     freq = torch.bincount(draws, minlength=4).float() / len(draws)
     torch.testing.assert_close(freq, probs, atol=0.012, rtol=0)
     assert (freq[probs == 0] == 0).all()
+
+
+def test_keyed_uniforms_depend_on_key_position_and_column_only():
+    keys = torch.tensor([sample_key(0, 1, "p", g) for g in range(64)])
+    u = keyed_uniform(keys, 5, 100)
+    assert u.dtype == torch.float64 and float(u.min()) > 0 and float(u.max()) < 1
+    assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.005
+    torch.testing.assert_close(keyed_uniform(keys[10:20], 5, 100), u[10:20], rtol=0, atol=0)
+    assert not torch.equal(keyed_uniform(keys, 6, 100), u)  # another position, other noise
+    assert sample_key(0, 1, "p", 3) == sample_key(0, 1, "p", 3) != sample_key(0, 1, "p", 4)
+
+
+def test_keyed_rollouts_do_not_depend_on_batch_shards_or_order(model_tok, monkeypatch):
+    """The same (prompt, key) gives the same completion whether decoded alone, in a bigger batch,
+    in another order, or in shards on several threads."""
+    model, tok = model_tok
+    keys = {(p, g): sample_key("run", p, g) for p in PROMPTS for g in range(3)}
+
+    def rollout(prompts, threads):
+        monkeypatch.setenv("RLVR_DECODE_THREADS", str(threads))
+        k = torch.tensor([keys[p, g] for p in prompts for g in range(3)])
+        ro = generate(model, tok, prompts, 3, 12, temperature=1.0, keys=k)
+        return {(p, g): ro.texts[i * 3 + g] for i, p in enumerate(prompts) for g in range(3)}
+
+    torch.set_num_threads(2)
+    alone = {}
+    for p in PROMPTS:
+        alone.update(rollout([p], 1))
+    assert rollout(PROMPTS, 1) == alone
+    assert rollout(PROMPTS[::-1], 2) == alone
+    assert len(set(alone.values())) > len(PROMPTS)  # the samples of a group differ

@@ -241,8 +241,7 @@ def test_dynamic_sampling_refills_with_informative_groups():
     algo = AlgorithmConfig(dynamic_sampling=True, max_resample_rounds=5, beta=0.0)
     source = SingleTurn(tok, score, group_size=2, max_new_tokens=4, temperature=0.7)
     batch = collect_batch(
-        model, source, prompt_stream(examples, 0), 4, algo, torch.Generator().manual_seed(0),
-        tok.pad_token_id,
+        model, source, prompt_stream(examples, 0), 4, algo, 0, tok.pad_token_id,
     )  # fmt: skip
     assert len(batch.rollouts) == 8 and len(batch.examples) == 8
     assert all(e.reference not in tied for e in batch.examples)

@@ -82,11 +82,13 @@ class CodeFeedbackEnv:
         max_turns: int = 2,
         style: str = "compact",
         unsafe: bool = False,
+        show_got: bool = True,
         **_: Any,
     ) -> None:
         if style not in ("compact", "instruct"):
             raise ValueError(f"code_feedback style must be 'compact' or 'instruct', got {style!r}")
         self.example, self.max_turns, self.style = example, max_turns, style
+        self.show_got = show_got
         self.verifier = shared_verifier(unsafe)
         self.turns = 0
         self.last: dict[str, Any] | None = None
@@ -161,7 +163,7 @@ class CodeFeedbackEnv:
         if "error" in result:
             return self._turn(f"the sandbox failed: {result['error']}", visible_passed=False)
         visible = result["suites"]["visible"]
-        lines = [_feedback_line(d, self.style) for d in visible.get("details", [])]
+        lines = [_feedback_line(d, self.style, self.show_got) for d in visible.get("details", [])]
         passed = visible["passed"] == visible["total"]
         return self._turn("; ".join(lines), visible_passed=passed)
 
@@ -210,7 +212,7 @@ class CodeFeedbackEnv:
         return f"```python\ndef {name}(x):\n    return ({total} - {guess}) * x + {guess}\n```"
 
 
-def _feedback_line(detail: dict[str, Any], style: str) -> str:
+def _feedback_line(detail: dict[str, Any], style: str, show_got: bool = True) -> str:
     """What a developer sees when a visible test fails: ``f(0): expected 4, got 3`` or
     ``f(0): expected 4, error: NameError: name 'y' is not defined (line 1)``. The compact style
     writes the expected value as the prompt writes a known value (``f(0)=4, got 3``)."""
@@ -227,4 +229,6 @@ def _feedback_line(detail: dict[str, Any], style: str) -> str:
         expected = ": "
     if "error" in detail:
         return f"{call}{expected}error: {detail['error']}"
+    if not show_got:
+        return f"{call}{expected.rstrip(', ')}"
     return f"{call}{expected}got {detail.get('got')}"

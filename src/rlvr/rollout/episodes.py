@@ -31,6 +31,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlvr.envs.base import Env, Turn
 from rlvr.rollout.generate import Rollouts, encode_prompts, left_pad, sample_ids
 from rlvr.rollout.prompts import format_prompt
+from rlvr.rollout.sampling import sample_key
 from rlvr.verifiers.base import Verdict
 
 OBS_TAGS = ("<obs>", "</obs>")  # atomic tokens of the embedded tokenizer built for environments
@@ -142,9 +143,13 @@ class EpisodeRunner:
         temperature: float = 1.0,
         top_p: float = 1.0,
         generator: torch.Generator | None = None,
+        keys: list[int] | None = None,
     ) -> tuple[Rollouts, list[Verdict]]:
         """Play one episode per environment (``envs`` in groups of ``group_size`` consecutive
-        environments on the same problem) and return the batch and each episode's verdict."""
+        environments on the same problem) and return the batch and each episode's verdict.
+
+        ``keys`` (one per group, repeated for each of its environments) make the sampling keyed:
+        episode g of a group samples turn t with key (group key, g, t); else ``generator``."""
         self.seconds = {"generate": 0.0, "verify": 0.0}
         tok, lim = self.tokenizer, self.limits
         device = next(model.parameters()).device
@@ -179,9 +184,14 @@ class EpisodeRunner:
             else:
                 prefixes, per_row = [episodes[i].ids for i in active], 1
             ids, mask = left_pad(prefixes, pad, device)
+            turn_keys = None
+            if keys is not None:
+                turn_keys = torch.tensor(
+                    [sample_key(keys[i], i % group_size, turn) for i in active]
+                )
             out = sample_ids(
                 model, ids, mask, per_row, max(budgets.values()), eos, temperature, top_p,
-                generator,
+                generator, turn_keys,
             )  # fmt: skip
             self.seconds["generate"] += time.perf_counter() - t0
             texts = []
@@ -256,22 +266,3 @@ class EpisodeRunner:
             logprobs=logprobs.to(device),
             turns=[e.turns for e in episodes],
         )  # fmt: skip
-
-
-def play(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    envs: list[Env],
-    limits: EpisodeLimits,
-    codec: TurnCodec | None = None,
-    group_size: int = 1,
-    temperature: float = 1.0,
-    generator: torch.Generator | None = None,
-    workers: int = 2,
-) -> tuple[Rollouts, list[Verdict]]:
-    """One batch of episodes, for callers that hold no runner (evaluation, tests)."""
-    runner = EpisodeRunner(tokenizer, codec or TurnCodec(tokenizer), limits, workers)
-    try:
-        return runner.run(model, envs, group_size, temperature, 1.0, generator)
-    finally:
-        runner.close()

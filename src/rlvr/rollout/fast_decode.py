@@ -190,12 +190,13 @@ def decode(
     prompt_mask: torch.Tensor,
     group_size: int,
     max_new_tokens: int,
-    pick: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    pick: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]],
     eos: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Same contract as ``generate``'s HF loop: ``(tokens (N, T), lengths (N,), finished (N,),
-    logprobs (N, T))`` for N = prompts * group_size; ``pick`` maps the logits of the unfinished
-    rows to their tokens and those tokens' log-probs."""
+    logprobs (N, T))`` for N = prompts * group_size; ``pick(logits, rows, t)`` maps the logits of
+    the unfinished rows (``rows``: their indices in the N) at position t to their tokens and
+    those tokens' log-probs (``rollout.sampling.Sampler``)."""
     with torch.inference_mode():
         out = _decode(model, prompt_ids, prompt_mask, group_size, max_new_tokens, pick, eos)
     return tuple(t.clone() for t in out)  # plain tensors: rollouts feed autograd later
@@ -231,7 +232,7 @@ def _decode(model, prompt_ids, prompt_mask, group_size, max_new_tokens, pick, eo
     for t in range(max_new_tokens):
         all_alive = bool(alive.all())
         rows = None if all_alive else alive.nonzero().squeeze(1)
-        picked, logp = pick(logits if all_alive else logits[rows])
+        picked, logp = pick(logits if all_alive else logits[rows], batch[alive], t)
         if all_alive:
             nxt = picked
         else:

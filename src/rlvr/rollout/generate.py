@@ -22,6 +22,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.cpu_threads import cpu_shards, on_threads
 from rlvr.rollout import fast_decode
+from rlvr.rollout.sampling import Sampler
 
 
 @dataclass
@@ -142,42 +143,19 @@ def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
 
 
-def _sample(
-    logits: torch.Tensor, temperature: float, top_p: float, generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One token per row, and its log-prob under softmax(logits / T) (the behaviour policy's
-    log-prob, as the update scores it; T = 1 when greedy). The log-prob draws no random number,
-    so a seed samples the same tokens with or without it."""
-    scaled = logits.float() / (temperature if temperature > 0 else 1.0)
-    if temperature <= 0:
-        tokens = logits.argmax(dim=-1)
-    elif top_p >= 1.0:
-        # Gumbel-max: argmax(logits / T + Gumbel noise) is an exact draw from softmax(logits / T),
-        # at half the cost of softmax + multinomial on CPU.
-        uniform = torch.rand(scaled.shape, generator=generator, device=scaled.device)
-        tokens = (scaled - (-uniform.log()).log()).argmax(dim=-1)
-    else:
-        probs = torch.softmax(scaled, dim=-1)
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
-        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    logp = torch.log_softmax(scaled, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    return tokens, logp
-
-
 def hf_decode(
     model: PreTrainedModel,
     prompt_ids: torch.Tensor,
     prompt_mask: torch.Tensor,
     group_size: int,
     max_new_tokens: int,
-    pick: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    pick: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]],
     eos: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The decode loop through the HF forward: ``(tokens (N, T), lengths (N,), finished (N,),
-    logprobs (N, T))`` for N = prompts * group_size; ``pick`` maps the logits of the unfinished
-    rows to their tokens and those tokens' log-probs."""
+    logprobs (N, T))`` for N = prompts * group_size; ``pick(logits, rows, t)`` maps the logits of
+    the unfinished rows (``rows``: their indices in the N) at position t to their tokens and
+    those tokens' log-probs (``rollout.sampling.Sampler``)."""
     device = prompt_ids.device
     kw = cache_kwarg(model)
     cache = DynamicCache()
@@ -204,7 +182,7 @@ def hf_decode(
     mask = prompt_mask.clone()  # attention mask of the active rows
     next_pos = positions(prompt_mask)[:, -1] + 1
     for t in range(max_new_tokens):
-        nxt, logp = pick(logits)
+        nxt, logp = pick(logits, active, t)
         tokens[active, t] = nxt
         logprobs[active, t] = logp
         done = nxt == eos if eos is not None else torch.zeros_like(nxt, dtype=torch.bool)
@@ -257,26 +235,38 @@ def decode_shards(model: PreTrainedModel, fast: bool, n_prompts: int) -> int:
 
 
 def _sharded_decode(
-    model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos, shards, temperature, top_p,
-    generator,
+    model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos, shards, sampler: Sampler
 ):  # fmt: skip
     """``fast_decode.decode`` of each shard of the prompts in its own thread, one core each.
 
-    Each shard samples from its own generator, seeded from ``generator``: a seeded run draws
-    the same tokens every time (for a given number of shards)."""
-    seeds = torch.randint(0, 2**62, (shards,), generator=generator).tolist()
-    parts = zip(prompt_ids.tensor_split(shards), prompt_mask.tensor_split(shards), strict=True)
+    Keyed sampling draws the same tokens however the batch is sharded. From a stream, each shard
+    samples from its own generator, seeded from the caller's: a seeded run draws the same tokens
+    every time for a given number of shards."""
+    seeds = (
+        torch.randint(0, 2**62, (shards,), generator=sampler.generator).tolist()
+        if sampler.keys is None
+        else [0] * shards
+    )
+    parts = list(
+        zip(prompt_ids.tensor_split(shards), prompt_mask.tensor_split(shards), strict=True)
+    )
+    starts = [0]
+    for ids, _ in parts:
+        starts.append(starts[-1] + len(ids) * group_size)
 
-    def job(ids: torch.Tensor, mask: torch.Tensor, seed: int):
+    def job(ids: torch.Tensor, mask: torch.Tensor, seed: int, start: int, stop: int):
         shard_gen = torch.Generator(ids.device).manual_seed(seed)
+        pick = sampler.shard(start, stop, shard_gen)
         first = int(mask.any(dim=0).nonzero()[0]) if mask.any() else 0  # the shard's own padding
         return fast_decode.decode(
-            model, ids[:, first:], mask[:, first:], group_size, max_new_tokens,
-            lambda logits: _sample(logits, temperature, top_p, shard_gen), eos,
-        )  # fmt: skip
+            model, ids[:, first:], mask[:, first:], group_size, max_new_tokens, pick, eos
+        )
 
     outs = on_threads(
-        [partial(job, ids, mask, seed) for (ids, mask), seed in zip(parts, seeds, strict=True)]
+        [
+            partial(job, ids, mask, seed, starts[i], starts[i + 1])
+            for i, ((ids, mask), seed) in enumerate(zip(parts, seeds, strict=True))
+        ]
     )
     return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
 
@@ -302,28 +292,25 @@ def sample_ids(
     temperature: float = 1.0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    keys: torch.Tensor | None = None,
 ) -> Sampled:
     """``group_size`` continuations of each left-padded prompt row: the fast decode path (one
-    shard per core on CPU) where it serves the model, else the HF loop."""
+    shard per core on CPU) where it serves the model, else the HF loop. ``keys`` (one per
+    continuation, prompt-major) make the sampling keyed (``rollout.sampling``); without them it
+    draws from ``generator``."""
     was_training = model.training
     model.eval()
+    sampler = Sampler(temperature, top_p, generator, keys)
     fast = use_fast_decode(model, prompt_ids.shape[1] + max_new_tokens)
     shards = decode_shards(model, fast, prompt_ids.shape[0])
     if shards == 1:
         out = (fast_decode.decode if fast else hf_decode)(
-            model,
-            prompt_ids,
-            prompt_mask,
-            group_size,
-            max_new_tokens,
-            lambda logits: _sample(logits, temperature, top_p, generator),
-            eos,
+            model, prompt_ids, prompt_mask, group_size, max_new_tokens, sampler, eos
         )
     else:
         out = _sharded_decode(
-            model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos,
-            shards, temperature, top_p, generator,
-        )  # fmt: skip
+            model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos, shards, sampler
+        )
     if was_training:
         model.train()
     return Sampled(*out)
@@ -339,15 +326,17 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    keys: torch.Tensor | None = None,
 ) -> Rollouts:
-    """Sample ``group_size`` completions for each prompt (greedy when ``temperature == 0``)."""
+    """Sample ``group_size`` completions for each prompt (greedy when ``temperature == 0``);
+    keyed by ``keys`` (one per completion) when given, else from ``generator``."""
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
     out = sample_ids(
         model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos, temperature, top_p,
-        generator,
+        generator, keys,
     )  # fmt: skip
     prompt_ids = prompt_ids.repeat_interleave(group_size, dim=0)
     prompt_mask = prompt_mask.repeat_interleave(group_size, dim=0)

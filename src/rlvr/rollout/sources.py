@@ -23,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlvr.envs.base import Env
 from rlvr.rollout.episodes import EpisodeRunner
 from rlvr.rollout.generate import Rollouts, generate
+from rlvr.rollout.sampling import sample_key
 from rlvr.tasks.base import Example
 from rlvr.verifiers.base import Verdict
 
@@ -39,12 +40,21 @@ class Collected:
 
 
 class RolloutSource(Protocol):
+    """``collect`` returns ``group_size`` scored samples of each example, sampled with keys
+    derived from the example's key (``rollout.sampling``): what a sample is depends on its key
+    and the policy only, not on which worker or batch made it."""
+
     group_size: int
     max_tokens: int  # the most tokens a sample can hold (for length penalties and normalisers)
 
     def collect(
-        self, policy: PreTrainedModel, examples: list[Example], generator: torch.Generator
+        self, policy: PreTrainedModel, examples: list[Example], keys: list[int]
     ) -> Collected: ...
+
+
+def sample_keys(keys: list[int], group_size: int, *more: object) -> torch.Tensor:
+    """One sampling key per sample: example-major, ``group_size`` per example."""
+    return torch.tensor([sample_key(k, g, *more) for k in keys for g in range(group_size)])
 
 
 class SingleTurn:
@@ -65,7 +75,7 @@ class SingleTurn:
         self.temperature, self.top_p = temperature, top_p
 
     def collect(
-        self, policy: PreTrainedModel, examples: list[Example], generator: torch.Generator
+        self, policy: PreTrainedModel, examples: list[Example], keys: list[int]
     ) -> Collected:
         t0 = time.perf_counter()
         ro = generate(
@@ -76,7 +86,7 @@ class SingleTurn:
             max_new_tokens=self.max_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
-            generator=generator,
+            keys=sample_keys(keys, self.group_size),
         )
         t1 = time.perf_counter()
         verdicts = self.score(
@@ -102,10 +112,11 @@ class Episodes:
         self.max_tokens = runner.limits.max_episode_tokens
 
     def collect(
-        self, policy: PreTrainedModel, examples: list[Example], generator: torch.Generator
+        self, policy: PreTrainedModel, examples: list[Example], keys: list[int]
     ) -> Collected:
         envs = [self.make_env(e) for e in examples for _ in range(self.group_size)]
         ro, verdicts = self.runner.run(
-            policy, envs, self.group_size, self.temperature, self.top_p, generator
-        )
+            policy, envs, self.group_size, self.temperature, self.top_p,
+            keys=[k for k in keys for _ in range(self.group_size)],
+        )  # fmt: skip
         return Collected(ro, verdicts, dict(self.runner.seconds))

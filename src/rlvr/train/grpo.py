@@ -33,6 +33,7 @@ from rlvr.config import AlgorithmConfig, RLConfig
 from rlvr.cpu_threads import cpu_shards, on_threads
 from rlvr.models.llama_ops import unsupported
 from rlvr.rollout.generate import Rollouts
+from rlvr.rollout.sampling import sample_key
 from rlvr.rollout.sources import RolloutSource
 from rlvr.tasks.base import Example
 from rlvr.train.logprobs import rollout_logprobs, token_logprobs, trimmed_slices
@@ -81,11 +82,12 @@ def collect_batch(
     prompts: Iterator[Example],
     prompts_per_step: int,
     algo: AlgorithmConfig,
-    generator: torch.Generator,
+    step_key: int,
     pad: int,
 ) -> Batch:
     """Sample, verify and compute advantages for ``prompts_per_step`` groups (``source`` says
-    how a group is sampled and scored: completions, or multi-turn episodes)."""
+    how a group is sampled and scored: completions, or multi-turn episodes). Each group's
+    sampling key is a hash of ``step_key``, the resampling round and its place in the round."""
     G = source.group_size
     seconds: dict[str, float] = {}
     kept: list[tuple[Rollouts, list[Example], list[Verdict], torch.Tensor]] = []
@@ -93,7 +95,9 @@ def collect_batch(
     while n_kept < prompts_per_step:
         need = prompts_per_step - n_kept
         examples = [next(prompts) for _ in range(need)]
-        got = source.collect(policy, examples, generator)
+        got = source.collect(
+            policy, examples, [sample_key(step_key, rounds, i) for i in range(need)]
+        )
         for key, value in got.seconds.items():
             seconds[key] = seconds.get(key, 0.0) + value
         ro, verdicts = got.rollouts, got.verdicts

@@ -2,9 +2,11 @@
 run this, each with its own rollout source (``rollout.sources``) and held-out evaluation.
 
 Per step: the next ``prompts_per_step`` problems of a seeded, reshuffled stream; the source's
-scored samples; advantages; the update; one metrics row; a few samples kept for the report; a
-held-out check every ``eval_every`` steps; a checkpoint every ``save_every`` steps (and on
-Ctrl-C), from which ``--resume`` continues.
+scored samples, drawn with keys of (seed, step, problem's place, sample) so that they depend
+neither on how the work is split nor on where a resumed run restarted; advantages; the update;
+one metrics row; a few samples kept for the report; a held-out check every ``eval_every``
+steps; a checkpoint every ``save_every`` steps (and on Ctrl-C), from which ``--resume``
+continues.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.context import Interrupted, RunContext
+from rlvr.rollout.sampling import sample_key
 from rlvr.rollout.sources import RolloutSource
 from rlvr.tasks.base import Example
 from rlvr.train.grpo import Batch, batch_metrics, collect_batch, loss_settings, update_policy
@@ -81,9 +83,6 @@ def run_rl(
             scheduler.step()
     train = ctx.task.examples("train", rl.steps * rl.prompts_per_step or 1)
     prompts = prompt_stream(train, cfg.seed, skip=start * rl.prompts_per_step)
-    generator = torch.Generator(device=next(policy.parameters()).device).manual_seed(
-        cfg.seed * 1000 + start
-    )
     source = make_source(tokenizer)
     settings = loss_settings(algo, source.max_tokens)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -95,7 +94,7 @@ def run_rl(
         for step in range(start + 1, rl.steps + 1):
             ts = time.perf_counter()
             batch = collect_batch(
-                policy, source, prompts, rl.prompts_per_step, algo, generator, pad
+                policy, source, prompts, rl.prompts_per_step, algo, sample_key(cfg.seed, step), pad
             )
             values = batch_metrics(batch)
             values.update(
