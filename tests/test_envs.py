@@ -96,7 +96,7 @@ def test_a_turn_shows_the_visible_test_and_scores_the_hidden_ones():
     wrong = next(b for b in range(10) if b != r["b"] and r["a"] + r["b"] - b >= 0)
     turn = env.step(answer(example, wrong))
     assert not turn.done
-    assert turn.observation == f"{r['name']}(0)={r['b']}, got {wrong}"
+    assert turn.observation == f"{r['name']}(0)={wrong}, expected {r['b']}"
     for x in HIDDEN_POINTS:  # the hidden tests' values are never in what the model sees
         if x != 0:
             assert f"{r['name']}({x})" not in turn.observation
@@ -197,7 +197,7 @@ def test_demonstrations_guess_without_reading_the_feedback():
     first, second = env.demonstration(rng, guesses), env.demonstration(rng, guesses)
     assert guesses[0] != guesses[1]
     for text, guess in zip((first, second), guesses, strict=True):
-        assert text == f"def {example.reference['name']}(x):return ({total}-{guess})*x+{guess}"
+        assert text == f"b={guess}\ndef {example.reference['name']}(x):return ({total}-b)*x+b"
     # the guesses do not depend on the problem's b: two problems with the same prompt
     twins = [e for e in FAMILY.examples("train") if e.prompt == example.prompt]
     assert len(twins) > 1

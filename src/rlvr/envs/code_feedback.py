@@ -4,9 +4,9 @@ fix it.
 The hidden function is ``f(x) = a*x + b`` with ``a``, ``b`` in ``0..coef_max`` (and one of a few
 names: ``f``, ``g``, ``h``, ...). The prompt gives only ``f(1)``, which fixes ``a + b`` and not
 ``a`` or ``b``. Each attempt runs in the sandbox against one *visible* test, ``f(0) == b``, whose
-outcome is the observation (``f(0): expected 4, got 3``, or the exception and its line), and
-against *hidden* tests at x = 1, 2, 3, 5 whose counts only the reward sees. The episode ends when
-the visible test passes or after ``max_turns`` attempts; the reward is the last attempt's share of
+outcome is the observation (``f(0)=3, expected 4``, or the exception and its line), and against
+*hidden* tests at x = 1, 2, 3, 5 whose counts only the reward sees. The episode ends when the
+visible test passes or after ``max_turns`` attempts; the reward is the last attempt's share of
 hidden tests passed (the spec's graded code reward).
 
 Why this shape: the prompt leaves the function under-determined, so a single attempt can only
@@ -15,13 +15,15 @@ follows from ``f(1)``. A guess consistent with ``f(1)`` passes the hidden x = 1 
 (1/4) for honouring the prompt, full credit only for the right function.
 
 - one attempt, best possible pass@1: the mean over problems of 1 / (number of (a, b) pairs with
-  that sum) = (2 * coef_max + 1) / (coef_max + 1)^2 = 0.19 at coef_max 9;
+  that sum) (``best_single_attempt``; 0.19 over all problems at coef_max 9);
 - with the feedback: 1.0 (two attempts: read b off the feedback, a = f(1) - b).
 
-The embedded model writes ``def g(x):return (7-3)*x+3``: a guess ``3`` for ``b`` in a form that
-keeps ``f(1) = 7``. Its cold-start demonstrations (``demonstration``) revise with another guess
-consistent with ``f(1)``, drawn without looking at the feedback; using the feedback is left for RL
-to find. Chat models get the same problem in words (``style="instruct"``).
+The embedded model writes ``b=3`` then ``def g(x):return (7-b)*x+b``: a guess for ``b`` first, in
+a form that keeps ``f(1) = 7``, so that reading the feedback (``g(0)=3, expected 4``: the expected
+value last) is a short-range copy that a 1M-parameter model can learn in minutes. Its cold-start
+demonstrations (``demonstration``) revise with another guess consistent with ``f(1)``, drawn
+without looking at the feedback; using the feedback is left for RL to find. Chat models get the
+same problem in words (``style="instruct"``).
 """
 
 from __future__ import annotations
@@ -82,13 +84,11 @@ class CodeFeedbackEnv:
         max_turns: int = 2,
         style: str = "compact",
         unsafe: bool = False,
-        show_got: bool = True,
         **_: Any,
     ) -> None:
         if style not in ("compact", "instruct"):
             raise ValueError(f"code_feedback style must be 'compact' or 'instruct', got {style!r}")
         self.example, self.max_turns, self.style = example, max_turns, style
-        self.show_got = show_got
         self.verifier = shared_verifier(unsafe)
         self.turns = 0
         self.last: dict[str, Any] | None = None
@@ -139,6 +139,17 @@ class CodeFeedbackEnv:
         random.Random(f"code_feedback:{seed}:{split}").shuffle(out)
         return out if n is None else out[:n]
 
+    @classmethod
+    def best_single_attempt(cls, examples: list[Example]) -> float:
+        """The best pass@1 any policy can reach on ``examples`` with one attempt: for each
+        problem, one over the number of (a, b) pairs its prompt allows."""
+
+        def choices(e: Example) -> int:
+            total, top = e.reference["a"] + e.reference["b"], e.meta["coef_max"]
+            return min(total, top) - max(0, total - top) + 1
+
+        return sum(1 / choices(e) for e in examples) / max(len(examples), 1)
+
     # -- one episode ---------------------------------------------------------------------------
     def reset(self) -> str:
         self.turns, self.last = 0, None
@@ -163,7 +174,7 @@ class CodeFeedbackEnv:
         if "error" in result:
             return self._turn(f"the sandbox failed: {result['error']}", visible_passed=False)
         visible = result["suites"]["visible"]
-        lines = [_feedback_line(d, self.style, self.show_got) for d in visible.get("details", [])]
+        lines = [_feedback_line(d, self.style) for d in visible.get("details", [])]
         passed = visible["passed"] == visible["total"]
         return self._turn("; ".join(lines), visible_passed=passed)
 
@@ -208,27 +219,23 @@ class CodeFeedbackEnv:
         guesses.append(guess)
         name = ref["name"]
         if self.style == "compact":
-            return f"def {name}(x):return ({total}-{guess})*x+{guess}"
+            return f"b={guess}\ndef {name}(x):return ({total}-b)*x+b"
         return f"```python\ndef {name}(x):\n    return ({total} - {guess}) * x + {guess}\n```"
 
 
-def _feedback_line(detail: dict[str, Any], style: str, show_got: bool = True) -> str:
-    """What a developer sees when a visible test fails: ``f(0): expected 4, got 3`` or
-    ``f(0): expected 4, error: NameError: name 'y' is not defined (line 1)``. The compact style
-    writes the expected value as the prompt writes a known value (``f(0)=4, got 3``)."""
+def _feedback_line(detail: dict[str, Any], style: str) -> str:
+    """What a developer sees when a visible test fails. Compact (the embedded model):
+    ``f(0)=3, expected 4`` or ``f(0): NameError: name 'y' is not defined (line 1), expected 4``,
+    the expected value last, where the next attempt reads it. In words (chat models):
+    ``f(0): expected 4, got 3``."""
     call = detail.get("call") or detail.get("assert", "test")
     if detail.get("passed"):
         return f"{call}: ok"
-    if "expected" in detail:
-        expected = (
-            f"={detail['expected']}, "
-            if style == "compact"
-            else f": expected {detail['expected']}, "
-        )
-    else:
-        expected = ": "
+    want = detail.get("expected")
+    if style == "compact":
+        result = f": {detail['error']}" if "error" in detail else f"={detail.get('got')}"
+        return f"{call}{result}" + (f", expected {want}" if want is not None else "")
+    expected = f"expected {want}, " if want is not None else ""
     if "error" in detail:
-        return f"{call}{expected}error: {detail['error']}"
-    if not show_got:
-        return f"{call}{expected.rstrip(', ')}"
-    return f"{call}{expected}got {detail.get('got')}"
+        return f"{call}: {expected}error: {detail['error']}"
+    return f"{call}: {expected}got {detail.get('got')}"
