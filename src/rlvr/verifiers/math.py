@@ -217,7 +217,7 @@ class MathVerifier:
         answer = extract_answer(response)
         if answer is None:
             return Verdict(0.0, "no_answer", "no <answer>...</answer> or \\boxed{}")
-        if not answer:
+        if not answer or re.fullmatch(r"\\boxed\s*\{\s*\}", answer):  # nothing to ask sympy
             return Verdict(0.0, "no_answer", "empty answer")
         gold = _reference_text(reference)
         if len(answer) > self.max_answer_chars:
