@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rlvr.verifiers import get_verifier
 from rlvr.verifiers.code import split_asserts, visible_tests_prompt
@@ -121,3 +123,26 @@ def test_references_that_cannot_be_split_are_the_tasks_error(verifiers):
     assert verifiers["default"].verify(HONEST, {**SPLIT, "score": "most"}).status == "error"
     with pytest.raises(ValueError, match="score"):
         get_verifier("code", score="most")
+
+
+JUNK = st.one_of(
+    st.none(), st.integers(), st.text(max_size=8), st.lists(st.text(max_size=8), max_size=2)
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["asserts", "visible", "differential", "tests", "entry_point", "score"]),
+        st.one_of(
+            JUNK,
+            st.dictionaries(
+                st.sampled_from(["solution", "entry_point", "generator", "cases", "seed"]), JUNK
+            ),
+        ),
+        max_size=4,
+    )
+)
+def test_odd_references_give_a_verdict_never_an_exception(verifiers, reference):
+    verdict = verifiers["all"].verify(HONEST, reference)
+    assert 0.0 <= verdict.score <= 1.0

@@ -59,6 +59,9 @@ def test_the_lenient_arithmetic_checker_fails():
     result = self_test("arithmetic_lenient")
     assert not result.passed
     assert [r.case.name for r in result.failures] == ["hedged '84|85|86'"]
+    as_data = result.to_dict()
+    assert as_data["passed"] is False and len(as_data["cases"]) == len(result.results)
+    assert [c["name"] for c in as_data["cases"] if not c["ok"]] == ["hedged '84|85|86'"]
     assert "FAIL hack hedged '84|85|86': scored 1.00, must score 0" in str(result)
 
 

@@ -110,6 +110,25 @@ class SelfTestResult:
     def __str__(self) -> str:
         return "\n".join(self.lines())
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for a run's summary or logs."""
+        return {
+            "verifier": self.verifier,
+            "passed": self.passed,
+            "cases": [
+                {
+                    "name": r.case.name,
+                    "part": r.part,
+                    "must_score": r.case.want,
+                    "score": r.score,
+                    "status": r.status,
+                    "ok": r.ok,
+                }
+                for r in self.results
+            ],
+            "notes": self.notes,
+        }
+
 
 class WeakVerifierError(RuntimeError):
     """The run's verifier scored a known hack above 0 or a known-good answer below 1."""
