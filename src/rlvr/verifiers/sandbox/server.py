@@ -121,7 +121,8 @@ class Server:
         return f"rlvr-sandbox/{self.block}-{slot}"
 
     def serve(self) -> None:
-        print(json.dumps({"socket": self.path, "caps": self.caps}), flush=True)
+        uids = [self.uid(0), self.uid(SLOTS - 1) + 1] if self.isolate else None
+        print(json.dumps({"socket": self.path, "caps": self.caps, "uids": uids}), flush=True)
         while True:
             self._reap()
             poller = select.poll()
