@@ -69,7 +69,16 @@ def test_different_answers_score_zero(reference: object, answer: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "answer", ["7 \\text{ or } 8", "7, 8", "7 \\pm 1", "7 or 8", "7; 8", "x=7, x=8"]
+    "answer",
+    [
+        "7 \\text{ or } 8",
+        "7, 8",
+        "7 \\pm 1",
+        "7 or 8",
+        "7; 8",
+        "x=7, x=8",
+        "\\boxed{7} \\boxed{8}",  # math-verify alone takes the first box that matches
+    ],
 )
 def test_hedging_is_wrong(answer: str) -> None:
     verdict = MathVerifier().verify(f"<answer>{answer}</answer>", "7")

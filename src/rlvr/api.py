@@ -145,3 +145,12 @@ def report(run_dir: str | Path) -> Path:
     from rlvr.tracking.report import write_report
 
     return write_report(run_dir)
+
+
+def monitor(path: str | Path, overrides: list[str] | None = None):
+    """Replay the reward-hacking and health detectors over a finished run directory (its
+    ``metrics.jsonl``) or over a JSONL of ``{prompt, completion, reward, step}`` samples from any
+    trainer; returns a :class:`rlvr.monitor.replay.MonitorReport` (``.alerts``, ``.lines()``)."""
+    from rlvr.monitor.replay import monitor_run
+
+    return monitor_run(path, overrides)

@@ -294,6 +294,33 @@ def report(
 
 
 @app.command()
+def monitor(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="a run directory, its metrics.jsonl, or a JSONL of {prompt, completion, reward, "
+            "step} samples (from TRL, verl, ...)"
+        ),
+    ],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-o", help="a monitor setting: -o patience=2 (repeatable)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Re-run the reward-hacking and health detectors on a finished run: one line per alert and
+    a verdict. Exit code 0 with or without alerts."""
+    # like `verify`, straight to the light module: rlvr.api would import torch for nothing
+    from rlvr.monitor.replay import monitor_run
+
+    report = monitor_run(path, set_)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict()) + "\n")
+    else:
+        sys.stdout.write("\n".join(report.lines()) + "\n")
+
+
+@app.command()
 def verify(
     input: Annotated[
         str,

@@ -1,7 +1,7 @@
 """Rule-based rewards. Importing this package registers the built-in verifiers."""
 
 from rlvr.verifiers import (
-    arithmetic,  # noqa: F401  (registers "arithmetic")
+    arithmetic,  # noqa: F401  (registers "arithmetic", "arithmetic_lenient")
     code,  # noqa: F401  (registers "code")
     compose,  # noqa: F401  (registers "gate", "weighted_sum", ...)
     coq,  # noqa: F401  (registers "coq")

@@ -80,6 +80,7 @@ def _explosive(text: str) -> str | None:
 
 _OR = re.compile(r"\\text\{\s*or\s*\}|\\(?:mathrm|textrm)\{\s*or\s*\}|\\lor\b|\\vee\b|\bor\b")
 _PLUS_MINUS = re.compile(r"\\pm\b|\\mp\b|±|∓")
+_BOXED = re.compile(r"\\boxed\s*\{")
 
 
 def _top_level_parts(text: str) -> list[str]:
@@ -107,7 +108,9 @@ def _count_values(text: str) -> int:
     total = 0
     for part in _top_level_parts(text):
         total += (len(_OR.findall(part)) + 1) * (2 if _PLUS_MINUS.search(part) else 1)
-    return total
+    # several boxes in one answer (``<answer>\boxed{12} \boxed{13}</answer>``) are several
+    # values: math-verify would otherwise take the first that matches
+    return max(total, len(_BOXED.findall(text)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +217,7 @@ class MathVerifier:
         answer = extract_answer(response)
         if answer is None:
             return Verdict(0.0, "no_answer", "no <answer>...</answer> or \\boxed{}")
-        if not answer:
+        if not answer or re.fullmatch(r"\\boxed\s*\{\s*\}", answer):  # nothing to ask sympy
             return Verdict(0.0, "no_answer", "empty answer")
         gold = _reference_text(reference)
         if len(answer) > self.max_answer_chars:

@@ -102,9 +102,14 @@ def serve_calls(code: str) -> NoReturn:
                 args = wire.decode(request["args"])
                 kwargs = wire.decode(request["kwargs"])
                 value = fn(*args, **kwargs)
-            answer = {"ok": wire.encode(value)}
         except BaseException as e:  # noqa: BLE001  (SystemExit, KeyboardInterrupt: an answer too)
             answer = _describe(e)
+        else:
+            try:
+                answer = {"ok": wire.encode(value)}
+            except BaseException as e:  # noqa: BLE001
+                # not an exception of the function: a TypeError here must not pass for one
+                answer = {**_describe(e), "not_plain_data": True}
         try:
             sys.stdout.flush()
         except BaseException:  # noqa: BLE001

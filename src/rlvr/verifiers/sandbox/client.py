@@ -56,6 +56,7 @@ class Sandbox:
         self._proc: subprocess.Popen[bytes] | None = None
         self._socket = ""
         self.caps: dict[str, Any] = {}
+        self.uids: range | None = None
         self._start()  # fail now, at construction, when isolation is missing
 
     def _start(self) -> None:
@@ -90,6 +91,10 @@ class Sandbox:
                 "isolation, same uid as rlvr."
             )
         self._proc, self._socket, self.caps = proc, ready["socket"], ready["caps"]
+        # the uids this sandbox's programs run as (None without isolation): another sandbox on
+        # the machine (another run, another test session) uses other ones
+        uids = ready.get("uids")
+        self.uids = range(*uids) if uids else None
         self._finalizer = weakref.finalize(self, _stop, proc)
 
     def _alive_socket(self) -> str:

@@ -4,7 +4,7 @@ This process holds the tests; the model's code runs in other processes that the 
 request (``Spawner``). A call crosses as plain data (``wire``) and comes back as plain data or as
 the name of an exception, so nothing the model's code does can change how a test here is evaluated.
 
-Three kinds of tests:
+Four kinds of tests:
 - ``check``: HumanEval style. The test source defines ``check(candidate)``; it gets a proxy for the
   entry point, as do names the tests use but never bind. One test: it passes when ``check`` returns.
 - ``asserts``: each assert is one test. ``assert <call side> <op> <expected>`` is split with
@@ -13,6 +13,12 @@ Three kinds of tests:
   Other asserts run here with the solution's names bound to call proxies.
 - ``io``: each case runs the program on ``stdin`` and compares ``stdout`` (trailing whitespace of
   each line and trailing blank lines ignored).
+- ``differential`` (as a suite): the task's generator, run here, draws argument tuples; the
+  task's reference solution, a second sandboxed program, answers them first and is ended; then the
+  solution answers the same calls, and each case where the two agree passes (see ``Differential``).
+
+Several of them can run against one program in one job as named ``suites`` (e.g. the visible
+tests and the hidden ones), each counted on its own.
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ import importlib
 import json
 import operator
 import os
+import random
 import select
 import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from . import wire
@@ -57,6 +66,12 @@ _BUILTIN_ERRORS = {
 
 
 MAX_DETAILS = 50  # per suite: results travel back in one datagram
+MAX_CASES = 1000  # differential cases per suite
+
+
+class TaskError(Exception):
+    """The task's own code (a differential generator or reference solution) failed: the verdict
+    is an ``error`` of the task, not a score of the program."""
 
 
 class CandidateError(Exception):
@@ -83,6 +98,8 @@ class Spawner:
         self.ctrl = ctrl
 
     def spawn(self, mode: str) -> tuple[int, list[int]]:
+        """``mode``: ``call`` (the job's program answers calls), ``reference`` (the same, for a
+        program this process sends down the request pipe first), ``program`` (stdin/stdout)."""
         self.ctrl.send(json.dumps({"op": "spawn", "mode": mode}).encode())
         data, fds, _flags, _addr = socket.recv_fds(self.ctrl, 4096, 4)
         reply = json.loads(data)
@@ -113,14 +130,24 @@ class Events:
 
 
 class Candidate:
-    """One sandboxed process serving calls into the solution."""
+    """One sandboxed process serving calls into the solution; with ``code``, into that program
+    instead (a task's reference solution), sent straight to the confined process so that the
+    runner, which forks every solution process, never holds it."""
 
-    def __init__(self, spawner: Spawner, deadline: float, limit: int, events: Events) -> None:
+    def __init__(
+        self,
+        spawner: Spawner,
+        deadline: float,
+        limit: int,
+        events: Events,
+        code: str | None = None,
+    ) -> None:
         self.spawner, self.deadline, self.limit, self.events = spawner, deadline, limit, events
-        self.pid, (self.requests, self.answers) = spawner.spawn("call")
+        mode = "call" if code is None else "reference"
+        self.pid, (self.requests, self.answers) = spawner.spawn(mode)
         self.gone: str | None = None
         try:
-            first = self._exchange(None)
+            first = self._exchange(None if code is None else {"code": code})
         except Gone:
             return
         if "setup_error" in first:
@@ -167,6 +194,8 @@ class Candidate:
             except wire.WireError as e:
                 raise CandidateError(f"returned something that is not plain data: {e}") from None
         name, message = str(answer.get("err")), str(answer.get("message"))[:300]
+        if answer.get("not_plain_data"):
+            raise CandidateError(f"returned something that is not plain data: {message}")
         cls = _BUILTIN_ERRORS.get(name)
         error = cls(message) if cls else CandidateError(f"{name}: {message}")
         error.solution_line = answer.get("line") if type(answer.get("line")) is int else None
@@ -229,8 +258,12 @@ class Job:
         }
 
     def check(self, tests: str, entry_point: str) -> dict[str, Any]:
+        return self.result(int(self._check_passes(tests, entry_point)), 1)
+
+    def _check_passes(self, tests: str, entry_point: str) -> bool:
+        """One HumanEval ``check(candidate)`` against a fresh process of the solution."""
         if self.fresh().gone:
-            return self.result(0, 1)
+            return False
         namespace: dict[str, Any] = {"__name__": "__tests__"}
         try:
             tree = ast.parse(tests, "tests.py")
@@ -242,10 +275,22 @@ class Job:
             # Tests may also call the entry point by name (HumanEval/33): that is the solution too.
             namespace[entry_point] = RemoteFunction(self, entry_point)
             namespace["check"](namespace[entry_point])
-            return self.result(1, 1)
+            return True
         except BaseException as e:  # noqa: BLE001
             self.events.note(f"check failed: {type(e).__name__}: {e}")
-            return self.result(0, 1)
+            return False
+
+    def _unavailable(self) -> str | None:
+        """None when a live process of the solution can take the next test (a fresh one if the
+        last one ended in a test); else why no test can run any more."""
+        if time.monotonic() >= self.deadline:
+            self.events.timeout = True
+            return "not run: time limit reached"
+        if (self.current is None or self.current.gone) and (
+            self.events.load_error or self.events.timeout or self.fresh().gone
+        ):
+            return self.events.load_error or "the solution's process ended"
+        return None
 
     def _run_asserts(self, asserts: list[str], details: bool) -> tuple[int, list[dict]]:
         """Each assert is one test, all against the same process while it lives; with
@@ -253,17 +298,12 @@ class Job:
         passed, shown = 0, []
         for i, source in enumerate(asserts):
             info: dict[str, Any] = {}
-            if time.monotonic() >= self.deadline:
-                self.events.timeout = True
+            why = self._unavailable()
+            if why is not None:
                 ok = False
-                info["error"] = "not run: time limit reached"
-            elif (self.current is None or self.current.gone) and (
-                self.events.load_error or self.events.timeout or self.fresh().gone
-            ):
-                ok = False
-                if details:
+                if details and why != "not run: time limit reached":
                     _describe_assert(source, self, info)
-                info["error"] = self.events.load_error or "the solution's process ended"
+                info["error"] = why
             else:
                 try:
                     ok = _run_assert(source, self, info)
@@ -281,14 +321,35 @@ class Job:
         return self.result(passed, len(asserts))
 
     def suites(self, suites: list[dict[str, Any]]) -> dict[str, Any]:
-        """Several named assert lists run against one program (one sandbox call): e.g. the
-        visible tests, whose details go back to the model, and hidden ones that score it."""
+        """Several named test lists run against one program (one sandbox call): e.g. the
+        visible tests, whose details go back to the model, and hidden ones that score it. A suite
+        holds ``asserts``, a HumanEval ``tests`` + ``entry_point``, or a ``differential`` spec.
+
+        Every differential reference answers before any process of the solution exists: a
+        solution's process could otherwise leave a daemon behind (same uid) that tampers with the
+        reference's process while it runs."""
+        references = {
+            i: Differential(suite["differential"], self)
+            for i, suite in enumerate(suites)
+            if "differential" in suite
+        }
+        if references:  # the solution's time is what it would be without them
+            self.deadline = min(self.deadline, time.monotonic() + self.timeout_s * len(suites))
         out: dict[str, Any] = {}
-        for suite in suites:
-            asserts = [str(a) for a in suite["asserts"]]
-            passed, shown = self._run_asserts(asserts, bool(suite.get("details")))
-            out[str(suite["name"])] = {"passed": passed, "total": len(asserts)}
-            if suite.get("details"):
+        for i, suite in enumerate(suites):
+            details = bool(suite.get("details"))
+            shown: list[dict[str, Any]] = []
+            if i in references:
+                passed, total, shown = references[i].compare(details)
+            elif "tests" in suite:
+                passed = int(self._check_passes(str(suite["tests"]), str(suite["entry_point"])))
+                total = 1
+            else:
+                asserts = [str(a) for a in suite["asserts"]]
+                passed, shown = self._run_asserts(asserts, details)
+                total = len(asserts)
+            out[str(suite["name"])] = {"passed": passed, "total": total}
+            if details:
                 out[str(suite["name"])]["details"] = shown[:MAX_DETAILS]
         result = self.result(
             sum(r["passed"] for r in out.values()), sum(r["total"] for r in out.values())
@@ -359,6 +420,167 @@ class Job:
         if reason != "eof":
             raise Gone(f"{reason} ({status.get('how')})")
         return b"".join(out).decode("utf-8", "replace"), status
+
+
+# --- differential testing -------------------------------------------------------------------------
+
+
+class Differential:
+    """Fresh inputs, the task's reference solution's answers to them, then the solution's.
+
+    The generator (``gen(rng)`` returning an argument tuple) is the task's code, like its tests,
+    and runs here; ``rng`` is ``random.Random(seed)``, the seed drawn from ``os.urandom`` unless
+    the task fixes one, so that a solution cannot learn the inputs. The reference solution is
+    code too: it runs in a sandboxed process of its own (``Candidate(code=...)``), answers every
+    input and is ended, all before the solution's first process is forked. A case passes when
+    both return equal plain data (``==``, as the asserts compare), or both raise the same
+    built-in exception type. Anything else the reference does (fails to load, times out, dies,
+    raises a non-built-in exception, returns something that is not plain data) is a ``TaskError``.
+    """
+
+    def __init__(self, spec: dict[str, Any], job: Job) -> None:
+        self.job, self.entry = job, str(spec["entry_point"])
+        seed = spec.get("seed")
+        self.seed = int.from_bytes(os.urandom(8), "big") if seed is None else int(seed)
+        budget = min(job.deadline, time.monotonic() + job.timeout_s)
+        self.inputs = _generate(str(spec["generator"]), int(spec["cases"]), self.seed, budget)
+        self.expected = self._reference(str(spec["solution"]))
+
+    def _reference(self, solution: str) -> list[tuple[str, Any]]:
+        job = self.job
+        deadline = min(job.deadline, time.monotonic() + job.timeout_s)
+        events = Events()  # the reference's failures are the task's, never the solution's
+        ref = Candidate(job.spawner, deadline, job.limit, events, code=solution)
+        if ref.gone:
+            why = events.load_error or ref.gone
+            raise TaskError(f"the reference solution failed to load: {why}")
+        answers = []
+        try:
+            try:  # else every case would "raise NameError", and so would an empty program
+                defined = ref.ask({"expr": f"callable({self.entry})"}) is True
+            except Gone as e:
+                raise TaskError(f"the reference solution did not answer: {e}") from None
+            except Exception:  # noqa: BLE001
+                defined = False
+            if not defined:
+                raise TaskError(f"the reference solution defines no function {self.entry}")
+            for args in self.inputs:
+                call = _call_text(self.entry, args)
+                try:
+                    answers.append(("returned", ref.call(self.entry, args, {})))
+                except Gone as e:
+                    raise TaskError(f"the reference solution did not answer {call}: {e}") from None
+                except CandidateError as e:
+                    raise TaskError(
+                        f"the reference solution failed on {call}: {e} (a reference may raise "
+                        "built-in exceptions only)"
+                    ) from None
+                except Exception as e:  # noqa: BLE001  (a built-in exception: part of the spec)
+                    answers.append(("raised", type(e).__name__))
+        finally:
+            ref.close()
+        return answers
+
+    def compare(self, details: bool) -> tuple[int, int, list[dict[str, Any]]]:
+        """(cases that agree, cases, per-case details when asked)."""
+        job, passed, shown, noted = self.job, 0, [], False
+        job.events.note(f"differential testing, seed {self.seed}")
+        for args, expected in zip(self.inputs, self.expected, strict=True):
+            call = _call_text(self.entry, args)
+            info: dict[str, Any] = {"call": call[:200], "expected": _outcome_text(expected)}
+            why = job._unavailable()
+            got: tuple[str, Any] | None = None
+            if why is not None:
+                info["error"] = why
+            else:
+                try:
+                    got = ("returned", job.current.call(self.entry, args, {}))  # type: ignore[union-attr]
+                except (Gone, CandidateError) as e:
+                    info["error"] = f"{type(e).__name__}: {e}"[:300]
+                except Exception as e:  # noqa: BLE001  (a built-in exception, by name)
+                    got = ("raised", type(e).__name__)
+            ok = got is not None and _agree(got, expected)
+            if got is not None:
+                info["got"] = _outcome_text(got)
+            if not ok and not noted:  # the first disagreement: where to look
+                job.events.note(f"{call[:100]} disagrees with the reference")
+                noted = True
+            passed += ok
+            if details:
+                shown.append({"passed": ok, **info})
+        return passed, len(self.inputs), shown
+
+
+def _agree(got: tuple[str, Any], expected: tuple[str, Any]) -> bool:
+    if got[0] != expected[0]:
+        return False
+    return bool(got[1] == expected[1])
+
+
+def _outcome_text(outcome: tuple[str, Any]) -> str:
+    kind, value = outcome
+    return _short_repr(value) if kind == "returned" else f"raises {value}"
+
+
+def _call_text(entry: str, args: tuple) -> str:
+    return f"{entry}({', '.join(_short_repr(a) for a in args)})"
+
+
+class _GeneratorTimeout(BaseException):
+    pass
+
+
+@contextmanager
+def _alarm(deadline: float) -> Iterator[None]:
+    """Interrupt the task's generator at ``deadline`` (this process is single-threaded)."""
+
+    def ring(signum: int, frame: Any) -> None:
+        raise _GeneratorTimeout
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _generate(source: str, cases: int, seed: int, deadline: float) -> list[tuple]:
+    """``cases`` argument tuples from the task's ``gen(rng)``, each checked to be plain data."""
+    if not 1 <= cases <= MAX_CASES:
+        raise TaskError(f"differential 'cases' must be 1..{MAX_CASES}, got {cases}")
+    inputs = []
+    try:
+        with _alarm(deadline):
+            namespace: dict[str, Any] = {"__name__": "__generator__"}
+            exec(compile(source, "generator.py", "exec"), namespace)
+            gen = namespace.get("gen")
+            if not callable(gen):
+                raise TaskError("the generator source defines no gen(rng)")
+            rng = random.Random(seed)
+            for _ in range(cases):
+                args = gen(rng)
+                if type(args) is list:
+                    args = tuple(args)
+                if type(args) is not tuple:
+                    raise TaskError(
+                        f"gen(rng) returned {type(args).__name__}, not a tuple of arguments"
+                    )
+                try:
+                    wire.encode(list(args))
+                except (TypeError, ValueError) as e:
+                    raise TaskError(
+                        f"gen(rng) returned arguments that are not plain data: {e}"
+                    ) from None
+                inputs.append(args)
+    except TaskError:
+        raise
+    except _GeneratorTimeout:
+        raise TaskError(f"the generator did not finish {cases} cases in time") from None
+    except BaseException as e:  # noqa: BLE001  (SystemExit in a generator: still the task's)
+        raise TaskError(f"the generator failed: {type(e).__name__}: {e}"[:300]) from None
+    return inputs
 
 
 def _normalise(text: str) -> list[str]:
@@ -501,7 +723,10 @@ def grade(
         return {"error": "no tests received"}
     runner = Job(Spawner(ctrl), job, deadline)
     if "suites" in tests:
-        return runner.suites(list(tests["suites"]))
+        try:
+            return runner.suites(list(tests["suites"]))
+        except TaskError as e:
+            return {"error": f"bad reference: {e}", "task_error": True}
     if "asserts" in tests:
         return runner.asserts(list(tests["asserts"]))
     if "io" in tests:

@@ -11,7 +11,9 @@ persistent runner process, forked from the server the first time the slot is nee
    grader, which reads the second message (the tests) and runs them;
 3. forks sandboxed processes for the model's code when the grader asks (``spawn``), from its own
    memory, which never held a test, confines each one (``jail.confine``) and passes the grader
-   their pipes (SCM_RIGHTS);
+   their pipes (SCM_RIGHTS); for differential testing, also a process whose program (the task's
+   reference solution) the grader sends it after confinement, so the runner never holds that
+   either;
 4. at the end kills the job's whole process tree (``jail.sweep``), detaches its ``/tmp``, answers
    the client and tells the server the slot is free.
 
@@ -119,7 +121,8 @@ class Server:
         return f"rlvr-sandbox/{self.block}-{slot}"
 
     def serve(self) -> None:
-        print(json.dumps({"socket": self.path, "caps": self.caps}), flush=True)
+        uids = [self.uid(0), self.uid(SLOTS - 1) + 1] if self.isolate else None
+        print(json.dumps({"socket": self.path, "caps": self.caps, "uids": uids}), flush=True)
         while True:
             self._reap()
             poller = select.poll()
@@ -352,8 +355,9 @@ class Runner:
         """Fork a confined process for the model's code; return its pid and the grader's ends."""
         a_r, a_w = os.pipe()
         b_r, b_w = os.pipe()
-        # call mode: requests on a (grader -> program), answers on b; program mode: stdin, stdout
-        child = {3: a_r, 4: b_w} if mode == "call" else {0: a_r, 1: b_w}
+        # call modes: requests on a (grader -> program), answers on b; program mode: stdin, stdout
+        calls = mode in ("call", "reference")
+        child = {3: a_r, 4: b_w} if calls else {0: a_r, 1: b_w}
         theirs = [a_w, b_r]
         pid = os.fork()
         if pid == 0:
@@ -369,11 +373,17 @@ class Runner:
                     os.closerange(5, 1 << 16)
                     jail.confine(spec, self.uid)
                 except BaseException as e:  # a wall failed: the program must not run
-                    if mode == "call":
+                    if calls:
                         wire.send_msg(4, {"setup_error": f"{type(e).__name__}: {e}"})
                     os._exit(125)
                 code = self.code
-                if mode == "call":
+                if mode == "reference":
+                    # A task's reference solution (differential testing): the grader sends it
+                    # down the pipe to this walled-in process only, so the runner never holds
+                    # it and no solution process forked from the runner can find it in memory.
+                    sent = wire.recv_msg(3)
+                    code = str(sent.get("code", "")) if type(sent) is dict else ""
+                if calls:
                     candidate.serve_calls(code)
                 candidate.run_program(code)
             finally:
