@@ -33,12 +33,15 @@ def code():
     verifier.close()
 
 
-def sandbox_processes() -> list[int]:
-    """Processes running as a sandbox uid: none may outlive its verdict."""
+def sandbox_processes(verifier) -> list[int]:
+    """Processes running as one of ``verifier``'s sandbox uids: none may outlive its verdict.
+    (Only its own: other runs on a shared machine have sandboxes of their own.)"""
+    uids = verifier.sandbox.uids
+    assert uids is not None and len(uids) == 64 and uids.start >= UID_BASE  # a block of its own
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if os.stat(f"/proc/{pid}").st_uid >= UID_BASE:
+            if os.stat(f"/proc/{pid}").st_uid in uids:
                 out.append(int(pid))
         except OSError:
             pass
@@ -108,7 +111,7 @@ def test_attack_scores_zero(code, name):
     for ref in (ASSERTS, CHECK):
         verdict = code.verify(f"```python\n{ATTACKS[name]}\n```", ref)
         assert verdict.score == 0.0, (name, verdict)
-    assert sandbox_processes() == []
+    assert sandbox_processes(code) == []
 
 
 # The tests call a helper of the program (as HumanEval/32 calls ``poly``): the attacks that aim at
@@ -139,7 +142,7 @@ def test_attack_in_a_helper_scores_zero(code, name):
     assert "def g(x):" in program
     verdict = code.verify(f"```python\n{program}\n```", HELPER_CHECK)
     assert verdict.score == 0.0, (name, verdict)
-    assert sandbox_processes() == []
+    assert sandbox_processes(code) == []
 
 
 def test_output_flood_and_fake_success_in_io(code):
@@ -163,7 +166,7 @@ def test_attacks_beside_honest_jobs_leave_every_verdict_right(code):
     with ThreadPoolExecutor(4) as pool:
         scores = list(pool.map(lambda j: code.verify(j[0], ASSERTS).score, jobs))
     assert scores == [j[1] for j in jobs]
-    assert sandbox_processes() == []
+    assert sandbox_processes(code) == []
 
 
 def test_no_network_no_files_no_environment(code, tmp_path, monkeypatch):
@@ -199,7 +202,7 @@ def test_no_network_no_files_no_environment(code, tmp_path, monkeypatch):
     with pytest.raises(TimeoutError):
         listener.accept()
     listener.close()
-    assert sandbox_processes() == []
+    assert sandbox_processes(secret) == []
 
 
 def test_runs_unprivileged_with_private_scratch(code):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_code_attacks import ATTACKS
+from test_code_attacks import ATTACKS, sandbox_processes
 
 from rlvr.verifiers import get_verifier
 
@@ -33,20 +33,6 @@ def code():
     verifier = get_verifier("code")
     yield verifier
     verifier.close()
-
-
-def leftovers(verifier) -> list[int]:
-    """Processes running as one of ``verifier``'s sandbox uids: none may outlive its verdict.
-    (Only its own: other runs on a shared machine have sandboxes of their own.)"""
-    assert len(verifier.sandbox.uids) == 64  # isolated: a block of uids of its own
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.stat(f"/proc/{pid}").st_uid in verifier.sandbox.uids:
-                out.append(int(pid))
-        except OSError:
-            pass
-    return out
 
 
 def with_spec(reference: dict, **changes) -> dict:
@@ -142,7 +128,7 @@ def test_every_attack_scores_zero_under_differential_references(code, name):
     verdict = code.verify(f"```python\n{ATTACKS[name]}\n```", LARGE)
     assert verdict.score == 0.0, (name, verdict)
     assert verdict.status != "error", (name, verdict)  # the program's failure, not the task's
-    assert leftovers(code) == []
+    assert sandbox_processes(code) == []
 
 
 def test_the_reference_solution_is_never_in_a_solution_process(monkeypatch):
@@ -231,7 +217,7 @@ def test_a_broken_generator_or_reference_is_the_tasks_error(code, name):
     assert (verdict.score, verdict.status) == (0.0, "error"), verdict
     assert verdict.detail.startswith("bad reference"), verdict
     assert why in verdict.detail, verdict
-    assert leftovers(code) == []
+    assert sandbox_processes(code) == []
 
 
 def calls_of(code, spec: dict) -> list[str]:

@@ -150,6 +150,8 @@ def test_blank_feedback_hides_everything_but_still_grades():
 def test_code_that_attacks_the_machine_has_no_effect_and_the_episode_goes_on(tmp_path):
     from test_code_attacks import sandbox_processes
 
+    from rlvr.envs.code_feedback import shared_verifier
+
     canary = tmp_path / "canary.txt"
     canary.write_text("untouched")
     os.chmod(tmp_path, 0o777)
@@ -180,7 +182,7 @@ def test_code_that_attacks_the_machine_has_no_effect_and_the_episode_goes_on(tmp
     with pytest.raises(TimeoutError):
         listener.accept()
     listener.close()
-    assert sandbox_processes() == []
+    assert sandbox_processes(shared_verifier()) == []
     turn = env.step(answer(example))  # the episode goes on: the fix scores
     assert turn.done and env.verdict().score == 1.0
 
