@@ -193,3 +193,28 @@ def test_agentic_recipe_killed_mid_rl_resumes_bit_for_bit(tmp_path: Path) -> Non
     assert_same_run(base, run, ("sft", "rl"))
     dropped = values(run, "metrics.dropped.jsonl")
     assert [(r["stage"], r["step"]) for r in dropped] == [("rl", 3)]
+
+
+def test_lora_adapters_start_from_the_run_seed(tmp_path: Path) -> None:
+    """Fresh adapters are drawn from the run's seed, not from torch's global generator (seeded
+    at random in each process), so a LoRA run repeats, and a resumed one can match it."""
+    from rlvr.config import load_config
+    from rlvr.context import RunContext
+
+    cfg = load_config(
+        out_dir=str(tmp_path), name="lora", model={"hidden_size": 32, "num_layers": 1,
+        "num_heads": 2, "lora_r": 4}, logging={"progress": False},
+    )  # fmt: skip
+    ctx = RunContext(cfg)
+    try:
+        adapters = []
+        for process_seed in (1, 2):  # two processes: the global generator differs
+            policy = ctx.initial_policy()[0]
+            torch.manual_seed(process_seed)
+            adapters.append(dict(ctx.trainable(policy).named_parameters()))
+            assert torch.equal(torch.get_rng_state(), torch.manual_seed(process_seed).get_state())
+        first, second = adapters
+    finally:
+        ctx.close()
+    lora = [name for name in first if "lora_A" in name]
+    assert lora and all(torch.equal(first[n], second[n]) for n in lora)

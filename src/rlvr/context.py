@@ -257,8 +257,12 @@ class RunContext:
         return load_policy(init, m.device, m.dtype)
 
     def trainable(self, model: PreTrainedModel) -> PreTrainedModel:
-        """The policy to train: with fresh LoRA adapters when ``model.lora_r > 0``."""
-        return apply_lora(model, self.cfg.model)
+        """The policy to train: with fresh LoRA adapters when ``model.lora_r > 0``, drawn from
+        the run's seed (torch's global generator starts from a random seed in each process, so
+        a seeded run would not repeat), without touching the global generator's stream."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            return apply_lora(model, self.cfg.model)
 
     def load(self, stage: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         path = self._settled(stage)
