@@ -347,7 +347,7 @@ class RunContext:
         self._stage_before = float(ckpt["run"]["stage_seconds"]) if ckpt else 0.0
         if ckpt or dropped:
             where = f"from {last}" if ckpt else "from its start"
-            gone = ", ".join(f"{n} rows of {name}" for name, n in dropped.items())
+            gone = ", ".join(f"{n} row{'s' * (n != 1)} of {name}" for name, n in dropped.items())
             console.print(
                 f"[dim]{stage}: resuming {where}"
                 + (f"; {gone} written after it moved to *.dropped.jsonl" if gone else "")
