@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from rlvr.config import ConfigError, RunConfig
-from rlvr.context import RunContext
+from rlvr.context import RunContext, console
 from rlvr.eval import evaluate
 from rlvr.models.load import load_policy
 from rlvr.recipes import agentic_code, r1
@@ -31,46 +30,55 @@ def _recipe(cfg: RunConfig):
 
 def run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     """The configured recipe (``cfg.recipe``) into the run directory; ``resume`` continues an
-    interrupted run."""
+    interrupted run from its last checkpoint, exactly (README: "Interrupted runs")."""
     recipe = _recipe(cfg)
     ctx = RunContext(cfg, fresh=not resume)
     try:
-        return recipe.run_recipe(ctx)
+        return recipe.run_recipe(ctx, resume)
     finally:
         ctx.close()
 
 
-def _single_stage(cfg: RunConfig, stage: str, **kwargs: Any) -> dict[str, Any]:
+def _single_stage(cfg: RunConfig, stage: str, resume: bool, **kwargs: Any) -> dict[str, Any]:
+    """One stage of the recipe into the run directory: from scratch, or with ``resume`` from
+    its last checkpoint (a stage already finished is then left as it is)."""
     recipe = _recipe(cfg)
     if stage not in recipe.STAGES:
         raise ConfigError(f"the {cfg.recipe} recipe has no {stage!r} stage")
     ctx = RunContext(cfg)
-    ctx.state["done"] = [s for s in ctx.state["done"] if s != stage]
-    ctx.state.pop(f"{stage}_progress", None)
-    t0 = time.perf_counter()
     try:
         with ctx.interruptible():
-            recipe.STAGES[stage](ctx, **kwargs)
-        return write_summary(ctx, time.perf_counter() - t0)
+            if resume and stage in ctx.state["done"]:
+                console.print(f"[dim]{stage}: done earlier, nothing to resume")
+            else:
+                ctx.state["done"] = [s for s in ctx.state["done"] if s != stage]
+                ctx.begin_stage(stage, resume)
+                recipe.STAGES[stage](ctx, **kwargs)
+        return write_summary(ctx)
     finally:
+        ctx.state["wall_seconds"] = ctx.wall_seconds()
+        ctx.write_state()
         ctx.close()
 
 
-def sft(cfg: RunConfig) -> dict[str, Any]:
-    """Cold-start SFT only: writes ``checkpoints/sft``."""
-    return _single_stage(cfg, "sft")
+def sft(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
+    """Cold-start SFT only: writes ``checkpoints/sft``; ``resume`` continues an interrupted
+    one."""
+    return _single_stage(cfg, "sft", resume)
 
 
-def train(cfg: RunConfig) -> dict[str, Any]:
+def train(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     """RL only: from this run's SFT checkpoint when there is one, else from ``model.path``
-    (or a fresh embedded model). Writes ``checkpoints/rl``."""
+    (or a fresh embedded model). Writes ``checkpoints/rl``; ``resume`` continues an
+    interrupted one."""
     init = "sft" if (cfg.run_dir / "checkpoints" / "sft" / "config.json").exists() else "init"
-    return _single_stage(cfg, "rl", init=init)
+    return _single_stage(cfg, "rl", resume, init=init)
 
 
-def sample(cfg: RunConfig, source: str = "rl") -> dict[str, Any]:
-    """Rejection sampling from a checkpoint of this run: writes ``rejection.jsonl``."""
-    return _single_stage(cfg, "rejection", source=source)
+def sample(cfg: RunConfig, source: str = "rl", resume: bool = False) -> dict[str, Any]:
+    """Rejection sampling from a checkpoint of this run: writes ``rejection.jsonl``. It holds
+    no checkpoint of its own: ``resume`` redoes it unless it finished (same samples)."""
+    return _single_stage(cfg, "rejection", resume, source=source)
 
 
 def eval_model(

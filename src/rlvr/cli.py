@@ -34,6 +34,13 @@ SeedOpt = Annotated[int | None, typer.Option(help="random seed")]
 RunDirOpt = Annotated[
     Path | None, typer.Option("--out", help="the run directory (default runs/<name>)")
 ]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        help="continue an interrupted run from its last checkpoint, exactly as if it had not "
+        "stopped (same machine and thread count)"
+    ),
+]
 
 
 def _run_dir_fields(out: Path | None, name: str | None) -> dict[str, Any]:
@@ -74,9 +81,7 @@ def run(
     name: NameOpt = None,
     out: RunDirOpt = None,
     seed: SeedOpt = None,
-    resume: Annotated[
-        bool, typer.Option(help="continue an interrupted run from its last checkpoint")
-    ] = False,
+    resume: ResumeOpt = False,
     recipe: Annotated[
         str | None,
         typer.Option(
@@ -101,12 +106,13 @@ def sft(
     name: NameOpt = None,
     out: RunDirOpt = None,
     seed: SeedOpt = None,
+    resume: ResumeOpt = False,
 ) -> None:
     """Cold-start SFT on the task's worked solutions (writes checkpoints/sft)."""
     from rlvr import api
 
     cfg = _config(config, set_, seed=seed, **_run_dir_fields(out, name))
-    _print_summary(api.sft(cfg), "sft")
+    _print_summary(api.sft(cfg, resume=resume), "sft")
 
 
 DataOpt = Annotated[
@@ -192,6 +198,7 @@ def train(
     merge_lora: Annotated[
         bool | None, typer.Option("--merge-lora", help="also save merged weights")
     ] = None,
+    resume: ResumeOpt = False,
 ) -> None:
     """RL with GRPO (from this run's SFT checkpoint, or from --model)."""
     from rlvr import api
@@ -210,7 +217,7 @@ def train(
     if max_steps is not None:
         fields["rl"] = {"steps": max_steps}
     cfg = _config(config, set_, **fields)
-    _print_summary(api.train(cfg), f"train {cfg.run_dir}")
+    _print_summary(api.train(cfg, resume=resume), f"train {cfg.run_dir}")
 
 
 @app.command()
@@ -221,14 +228,13 @@ def sample(
     out: RunDirOpt = None,
     seed: SeedOpt = None,
     source: Annotated[str, typer.Option(help="checkpoint of the run to sample from")] = "rl",
+    resume: ResumeOpt = False,
 ) -> None:
     """Rejection sampling: k samples per training prompt, verified ones kept (rejection.jsonl)."""
     from rlvr import api
 
-    _print_summary(
-        api.sample(_config(config, set_, seed=seed, **_run_dir_fields(out, name)), source),
-        "sample",
-    )
+    cfg = _config(config, set_, seed=seed, **_run_dir_fields(out, name))
+    _print_summary(api.sample(cfg, source, resume=resume), "sample")
 
 
 def _default_eval_output(model: str, out: Path | None) -> Path:
@@ -378,8 +384,10 @@ def main() -> None:
         if _state["debug"] or "--debug" in sys.argv:
             raise
         if isinstance(exc, Interrupted):
+            command = next((a for a in sys.argv[1:] if not a.startswith("-")), "run")
             console.print(
-                f"[yellow]interrupted during {exc}; state saved. Continue with: rlvr run --resume"
+                f"[yellow]interrupted during {exc}; state saved. Continue with the same "
+                f"command and --resume (rlvr {command} ... --resume)"
             )
             raise SystemExit(130) from None
         if isinstance(exc, click.ClickException):

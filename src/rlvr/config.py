@@ -133,6 +133,12 @@ class SFTConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     max_length: int = Field(256, ge=8)
+    save_every: int = Field(
+        100,
+        ge=0,
+        description="checkpoint (checkpoints/<stage>-last) every N optimizer steps, from which "
+        "--resume continues exactly (0 = only on Ctrl-C)",
+    )
 
 
 class RLConfig(Section):

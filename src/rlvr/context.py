@@ -1,9 +1,23 @@
 """What every stage of a run shares: the config, the run directory, the task, the scorer, the
 metrics log, progress bars, and interruption handling. State between processes lives only in
-the run directory (``state.json``, ``metrics.jsonl``, HF checkpoints)."""
+the run directory (``state.json``, ``metrics.jsonl``, HF checkpoints).
+
+How a run survives a hard kill (``--resume``):
+
+- A stage that runs long saves ``checkpoints/<stage>-last`` now and then: the HF checkpoint and,
+  in the same directory swap, ``trainer_state.pt`` with everything its next step depends on
+  (optimizer moments, LR schedule, random generators, position in the data, step, seconds)
+  and where the run's append-only logs (``metrics.jsonl``, ``samples.jsonl``) ended.
+- ``state.json`` records the same log ends each time a stage finishes (``state["logs"]``).
+- A resumed stage starts from its ``-last`` checkpoint when it has one, else from scratch; the
+  log rows written after that point are moved to ``<log>.dropped.jsonl``, so every step appears
+  once and the resumed run writes the rows the uninterrupted run would have written.
+- One process per run directory: ``run.lock`` (``RunLock``).
+"""
 
 from __future__ import annotations
 
+import fcntl
 import inspect
 import json
 import os
@@ -27,20 +41,60 @@ from rich.progress import (
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import RunConfig, dump_config
+from rlvr.faults import fault_point
 from rlvr.models.load import load_policy
 from rlvr.models.lora import apply_lora, is_peft, save_merged
 from rlvr.models.tiny import save_tiny
 from rlvr.rollout.prompts import format_prompt
 from rlvr.tasks.base import Example, Task, get_task
-from rlvr.tracking.metrics import MetricsLog
+from rlvr.tracking.metrics import MetricsLog, drop_after
 from rlvr.verifiers.base import Verdict, get_verifier
 from rlvr.verifiers.pool import VerifierPool
 
 console = Console(stderr=True)
 
 
+LOGS = ("metrics.jsonl", "samples.jsonl")  # append-only; a resume cuts them back
+TRAINER_STATE = "trainer_state.pt"
+
+
 class Interrupted(Exception):
     """Ctrl-C arrived; the stage saved what it had and the run can ``--resume``."""
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run directory."""
+
+
+class RunLock:
+    """One process per run directory: an exclusive ``flock`` on ``<dir>/run.lock``.
+
+    Held for the life of the process (released by ``release`` or by the OS when the process
+    dies, however it dies, so a crash leaves no stale lock: the file stays, the lock does not).
+    The file holds the holder's PID, so the process that is refused can say who holds it.
+    Child processes do not inherit it: rlvr starts them with ``subprocess``, which closes it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / "run.lock"
+        self._file = self.path.open("a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "(starting up)"
+            self._file.close()
+            raise RunLocked(
+                f"{run_dir} is in use by process {holder} (it holds {self.path}); one process "
+                "per run directory: wait for it to finish or stop it, then run again "
+                "(with --resume to continue)"
+            ) from None
+        self._file.truncate(0)
+        self._file.write(f"{os.getpid()}\n")
+        self._file.flush()
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()  # closing the descriptor drops the flock
 
 
 def env_options(cfg: RunConfig) -> dict[str, Any]:
@@ -113,15 +167,33 @@ def build_task(cfg: RunConfig) -> Task:
 
 
 class RunContext:
+    """A run directory held by this process (``RunLock``) and what its stages share.
+
+    Times: ``wall_seconds()`` is the run's wall-clock time summed over every process that
+    worked on it; a process killed without warning counts up to its last checkpoint (the
+    work it did after that is redone, and counted, by the process that resumes). A stage's
+    seconds (``stage_seconds()``) are counted the same way."""
+
     def __init__(self, cfg: RunConfig, fresh: bool = False) -> None:
         self.cfg = cfg
         self.dir = cfg.run_dir
+        self._t0 = time.perf_counter()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.lock = RunLock(self.dir)
+        try:
+            self._setup(fresh)
+        except BaseException:
+            self.lock.release()  # now, not whenever the half-built context is collected
+            raise
+
+    def _setup(self, fresh: bool) -> None:
+        """Everything else, under the lock."""
+        cfg = self.cfg
         if fresh and (self.dir / "state.json").exists():
             raise FileExistsError(
                 f"{self.dir} already holds a run; pass --resume to continue it, or choose another "
                 "--name (or delete the directory)"
             )
-        self.dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, self.dir / "config.yaml")
         if cfg.model.threads:
             torch.set_num_threads(cfg.model.threads)
@@ -135,6 +207,10 @@ class RunContext:
         self.pool = VerifierPool(workers=cfg.rl.verifier_workers)
         self.metrics = MetricsLog(self.dir, sinks=self._sinks())
         self.state = self._read_state()
+        self.write_state()  # from now on a fresh ``rlvr run`` here asks for --resume
+        self._wall_before = float(self.state.get("wall_seconds", 0.0))
+        self._stage_t0, self._stage_before = self._t0, 0.0
+        self._resumed: dict[str, dict[str, Any]] = {}
         self._stop_requested = False
 
     # -- scoring and prompts ---------------------------------------------------------------
@@ -181,34 +257,125 @@ class RunContext:
         return load_policy(init, m.device, m.dtype)
 
     def trainable(self, model: PreTrainedModel) -> PreTrainedModel:
-        """The policy to train: with fresh LoRA adapters when ``model.lora_r > 0``."""
-        return apply_lora(model, self.cfg.model)
+        """The policy to train: with fresh LoRA adapters when ``model.lora_r > 0``, drawn from
+        the run's seed (torch's global generator starts from a random seed in each process, so
+        a seeded run would not repeat), without touching the global generator's stream."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            return apply_lora(model, self.cfg.model)
 
     def load(self, stage: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-        path = self.checkpoint_dir(stage)
+        path = self._settled(stage)
         return load_policy(path, self.cfg.model.device, self.cfg.model.dtype)
 
-    def save(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stage: str) -> Path:
+    def save(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        stage: str,
+        trainer_state: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write checkpoint ``stage`` so that a kill at any instant leaves a usable one: the new
+        one is written beside it (``.tmp``), the old one moved aside (``.old``), the new one
+        moved in, the old one deleted. A kill between the two moves leaves only ``.old``, which
+        ``load`` moves back. ``trainer_state`` (a ``-last`` checkpoint's optimizer, generators,
+        step, ...) is saved inside the same directory, with where the logs ended."""
         path = self.checkpoint_dir(stage)
         tmp = path.with_name(path.name + ".tmp")
+        old = path.with_name(path.name + ".old")
+        _rmtree(tmp)  # a save killed half-way
         model.save_pretrained(tmp)  # a PeftModel saves its adapters only
         tokenizer.save_pretrained(tmp)
+        if trainer_state is not None:
+            run = {
+                "logs": self._log_sizes(),
+                "wall_seconds": self.wall_seconds(),
+                "stage_seconds": self.stage_seconds(),
+            }
+            torch.save({**trainer_state, "run": run}, tmp / TRAINER_STATE)
         if self.cfg.model.lora_merge and is_peft(model) and not stage.endswith("-last"):
             merged = self.checkpoint_dir(stage + "-merged")
             save_merged(model, merged)
             tokenizer.save_pretrained(merged)
         if path.exists():
-            old = path.with_name(path.name + ".old")
+            _rmtree(old)  # left by a save killed after its first move, and recovered since
             os.replace(path, old)
-            os.replace(tmp, path)
-            _rmtree(old)
-        else:
-            os.replace(tmp, path)
+        fault_point(f"save:{stage}")
+        os.replace(tmp, path)
+        _rmtree(old)
         return path
+
+    def _settled(self, stage: str) -> Path:
+        """Checkpoint ``stage``'s directory, after finishing the swap of a save that was killed
+        between its two moves (only ``.old`` is left: it is the last good checkpoint)."""
+        path = self.checkpoint_dir(stage)
+        old = path.with_name(path.name + ".old")
+        if not path.exists() and old.exists():
+            os.replace(old, path)
+        return path
+
+    def _trainer_state(self, stage: str) -> dict[str, Any] | None:
+        path = self._settled(stage) / TRAINER_STATE
+        if not path.exists():
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    # -- stages, resume and the logs -------------------------------------------------------
+    def begin_stage(self, stage: str, resume: bool) -> dict[str, Any] | None:
+        """Set the run directory up for ``stage``: with ``resume``, from its last checkpoint
+        (``checkpoints/<stage>-last``) when it has one; otherwise from scratch, which discards
+        every ``-last`` checkpoint (they belong to attempts whose log rows are dropped now).
+        Log rows written after the chosen point move to ``<log>.dropped.jsonl``. Returns the
+        checkpoint's trainer state (also kept for ``resumed``), or None."""
+        last = self.checkpoint_dir(f"{stage}-last")
+        ckpt = self._trainer_state(f"{stage}-last") if resume else None
+        if resume and ckpt is None and last.exists():
+            console.print(f"[yellow]{last} holds no trainer state: {stage} starts over")
+        if ckpt is None:
+            for path in (self.dir / "checkpoints").glob("*-last*"):
+                _rmtree(path)
+        point = ckpt["run"] if ckpt else {"logs": self.state["logs"]}
+        dropped = {}
+        for name, size in point["logs"].items():
+            n = drop_after(self.dir / name, size)
+            if n:
+                dropped[name] = n
+        if ckpt:
+            self._wall_before = max(self._wall_before, float(ckpt["run"]["wall_seconds"]))
+            self._resumed[stage] = ckpt
+        self._stage_t0 = time.perf_counter()
+        self._stage_before = float(ckpt["run"]["stage_seconds"]) if ckpt else 0.0
+        if ckpt or dropped:
+            where = f"from {last}" if ckpt else "from its start"
+            gone = ", ".join(f"{n} row{'s' * (n != 1)} of {name}" for name, n in dropped.items())
+            console.print(
+                f"[dim]{stage}: resuming {where}"
+                + (f"; {gone} written after it moved to *.dropped.jsonl" if gone else "")
+            )
+        return ckpt
+
+    def resumed(self, stage: str) -> dict[str, Any] | None:
+        """The trainer state ``stage`` continues from (set by ``begin_stage``), or None."""
+        return self._resumed.get(stage)
+
+    def wall_seconds(self) -> float:
+        """The run's wall-clock seconds over all its processes so far (see the class doc)."""
+        return self._wall_before + time.perf_counter() - self._t0
+
+    def stage_seconds(self) -> float:
+        """Seconds spent on the current stage over all processes so far."""
+        return self._stage_before + time.perf_counter() - self._stage_t0
+
+    def _log_sizes(self) -> dict[str, int]:
+        return {name: _size(self.dir / name) for name in LOGS}
 
     def _read_state(self) -> dict[str, Any]:
         path = self.dir / "state.json"
-        return json.loads(path.read_text()) if path.exists() else {"done": [], "summary": {}}
+        if not path.exists():
+            return {"done": [], "summary": {}, "logs": dict.fromkeys(LOGS, 0)}
+        state = json.loads(path.read_text())
+        state.setdefault("logs", self._log_sizes())  # a run directory from before resume
+        return state
 
     def write_state(self) -> None:
         path = self.dir / "state.json"
@@ -217,11 +384,16 @@ class RunContext:
         os.replace(tmp, path)
 
     def mark_done(self, stage: str, **summary: Any) -> None:
+        """Record ``stage`` as finished, with where the logs end now (the point a later
+        stage's restart cuts back to) and the time so far; its ``-last`` checkpoint goes."""
         if stage not in self.state["done"]:
             self.state["done"].append(stage)
         self.state["summary"].update(summary)
         self.state.pop(f"{stage}_progress", None)
+        self.state["logs"] = self._log_sizes()
+        self.state["wall_seconds"] = self.wall_seconds()
         self.write_state()
+        _rmtree(self.checkpoint_dir(f"{stage}-last"))
 
     # -- progress and interruption ---------------------------------------------------------
     @contextmanager
@@ -269,6 +441,7 @@ class RunContext:
     def close(self) -> None:
         self.metrics.close()
         self.pool.close()
+        self.lock.release()
 
     def _sinks(self) -> list:
         if not self.cfg.logging.trackers:
@@ -282,6 +455,10 @@ def _rmtree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 def wall_clock() -> float:

@@ -135,13 +135,14 @@ def evaluate_variants(
 def stage_sft(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.cfg
     model, tokenizer = ctx.initial_policy()
-    t0 = time.perf_counter()
     sequences = demonstrations(ctx, tokenizer, cfg.sft.examples)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    steps = supervised(ctx, "sft", "cold-start SFT", model, sequences, pad, cfg.sft)
+    model, steps = supervised(
+        ctx, "sft", "cold-start SFT", model, tokenizer, sequences, pad, cfg.sft
+    )
     ctx.save(model, tokenizer, "sft")
     summary = evaluate_variants(ctx, model, tokenizer, "sft", steps)
-    summary.update(sft_seconds=time.perf_counter() - t0, sft_examples=len(sequences))
+    summary.update(sft_seconds=ctx.stage_seconds(), sft_examples=len(sequences))
     ctx.mark_done("sft", **summary)
     return summary
 
@@ -183,6 +184,7 @@ def stage_controls(ctx: RunContext) -> dict[str, Any]:
 STAGES: dict[str, Stage] = {"sft": stage_sft, "rl": stage_rl, "controls": stage_controls}
 
 
-def run_recipe(ctx: RunContext) -> dict[str, Any]:
-    """Cold start, multi-turn GRPO and the held-out controls, skipping stages already done."""
-    return run_stages(ctx, STAGES)
+def run_recipe(ctx: RunContext, resume: bool = False) -> dict[str, Any]:
+    """Cold start, multi-turn GRPO and the held-out controls, skipping stages already done;
+    ``resume`` continues an unfinished one from its last checkpoint."""
+    return run_stages(ctx, STAGES, resume)

@@ -6,7 +6,8 @@
     (d) final SFT on them
 
 Each stage reads its input from the run directory and writes its output there, so a run resumes
-at the first unfinished stage (and inside RL, at its last checkpoint).
+at the first unfinished stage, and inside it at its last checkpoint (SFT and RL; rejection
+sampling is redone, drawing the same samples from the same seed).
 
 Where we depart from DeepSeek-R1: its final SFT restarts from the base model on 800k samples; our
 base is a randomly initialised model, so by default the final SFT continues from the RL policy
@@ -23,6 +24,7 @@ from typing import Any
 from rlvr.config import SFTConfig
 from rlvr.context import RunContext, console
 from rlvr.eval import evaluate
+from rlvr.faults import fault_point
 from rlvr.recipes.stages import Stage, run_stages, supervised
 from rlvr.rollout.sources import SingleTurn
 from rlvr.tasks.base import Example
@@ -85,20 +87,20 @@ def _supervised(
     prompts: list[str],
     completions: list[str],
     cfg: SFTConfig,
-) -> int:
-    """SFT on (prompt, completion) pairs, prompts formatted as the rollouts format them."""
+):
+    """SFT on (prompt, completion) pairs, prompts formatted as the rollouts format them: the
+    trained model and its step count."""
     fmt = ctx.formatter(tokenizer)
     pairs = encode_pairs(tokenizer, [fmt(p) for p in prompts], completions, cfg.max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return supervised(ctx, stage, label, model, pairs, pad, cfg)
+    return supervised(ctx, stage, label, model, tokenizer, pairs, pad, cfg)
 
 
 def stage_sft(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.cfg
     model, tokenizer = ctx.initial_policy()
     examples = _solutions(ctx.task.examples("train", cfg.sft.examples), ctx.task.name)
-    t0 = time.perf_counter()
-    steps = _supervised(
+    model, steps = _supervised(
         ctx,
         "sft",
         "cold-start SFT",
@@ -113,7 +115,7 @@ def stage_sft(ctx: RunContext) -> dict[str, Any]:
     summary = {
         "sft_accuracy": result["pass@1"],
         f"sft_pass@{cfg.eval.k}": result[f"pass@{cfg.eval.k}"],
-        "sft_seconds": time.perf_counter() - t0,
+        "sft_seconds": ctx.stage_seconds(),
         "sft_examples": len(examples),
     }
     ctx.mark_done("sft", **summary)
@@ -149,8 +151,18 @@ def stage_rejection(ctx: RunContext, source: str = "rl") -> dict[str, Any]:
     cfg, rs = ctx.cfg, ctx.cfg.rejection
     model, tokenizer = ctx.load(source)
     examples = ctx.task.examples("train", rs.prompts)
-    t0 = time.perf_counter()
+    batches = 0
+
     with ctx.progress("rejection sampling", len(examples)) as advance:
+
+        def on_batch(n: int) -> None:
+            nonlocal batches
+            batches += 1
+            advance(n)
+            fault_point(f"rejection:batch:{batches}")
+
+        # No checkpoint inside: a resumed run redoes this stage, and draws the same samples
+        # (same checkpoint, same seed, generator fresh from it).
         kept, stats = rejection_sample(
             model,
             tokenizer,
@@ -161,14 +173,14 @@ def stage_rejection(ctx: RunContext, source: str = "rl") -> dict[str, Any]:
             rs.temperature,
             seed=cfg.seed + 7,
             format_prompt=ctx.formatter(tokenizer),
-            on_batch=advance,
+            on_batch=on_batch,
         )
     with (ctx.dir / "rejection.jsonl").open("w") as f:
         for row in kept:
             f.write(json.dumps(row) + "\n")
     ctx.metrics.log("rejection", 0, **stats)
     summary = {f"rejection_{k}": v for k, v in stats.items()} | {
-        "rejection_seconds": time.perf_counter() - t0
+        "rejection_seconds": ctx.stage_seconds()
     }
     ctx.mark_done("rejection", **summary)
     return summary
@@ -196,8 +208,7 @@ def stage_final_sft(ctx: RunContext) -> dict[str, Any]:
     random.Random(cfg.seed).shuffle(rows)
     rows = rows[: fs.examples]
     model, tokenizer = ctx.load(fs.init)
-    t0 = time.perf_counter()
-    steps = _supervised(
+    model, steps = _supervised(
         ctx,
         "final_sft",
         "final SFT",
@@ -212,7 +223,7 @@ def stage_final_sft(ctx: RunContext) -> dict[str, Any]:
     summary = {
         "final_accuracy": result["pass@1"],
         f"final_pass@{cfg.eval.k}": result[f"pass@{cfg.eval.k}"],
-        "final_sft_seconds": time.perf_counter() - t0,
+        "final_sft_seconds": ctx.stage_seconds(),
         "final_sft_examples": len(rows),
     }
     ctx.mark_done("final_sft", **summary)
@@ -227,6 +238,7 @@ STAGES: dict[str, Stage] = {
 }
 
 
-def run_recipe(ctx: RunContext) -> dict[str, Any]:
-    """All four stages, skipping those already done (``--resume``)."""
-    return run_stages(ctx, STAGES)
+def run_recipe(ctx: RunContext, resume: bool = False) -> dict[str, Any]:
+    """All four stages, skipping those already done; ``resume`` continues an unfinished one
+    from its last checkpoint."""
+    return run_stages(ctx, STAGES, resume)

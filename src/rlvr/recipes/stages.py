@@ -4,14 +4,14 @@ finished), one supervised stage with its progress bar and metrics, and the summa
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import SFTConfig
 from rlvr.context import Interrupted, RunContext, console
+from rlvr.faults import fault_point
 from rlvr.tracking.plots import plot_run
 from rlvr.train.sft import Sequence, train_sequences
 
@@ -23,13 +23,22 @@ def supervised(
     stage: str,
     label: str,
     model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     sequences: list[Sequence],
     pad: int,
     cfg: SFTConfig,
-) -> int:
-    """One SFT stage with its progress bar and metrics; raises Interrupted on Ctrl-C."""
+) -> tuple[PreTrainedModel, int]:
+    """One SFT stage with its progress bar and metrics: the trained model and its step count.
+
+    Saves ``checkpoints/<stage>-last`` every ``cfg.save_every`` steps and on Ctrl-C (then
+    raises Interrupted); a resumed stage continues from that checkpoint, with ``model`` replaced
+    by its weights, exactly where the killed process left off."""
+    resumed = ctx.resumed(stage)
+    if resumed is not None:
+        model, _ = ctx.load(f"{stage}-last")
     total = cfg.epochs * ((len(sequences) + cfg.batch_size - 1) // cfg.batch_size)
     with ctx.progress(label, total) as advance:
+        advance(resumed["step"] if resumed else 0)
 
         def on_step(m: dict) -> None:
             ctx.metrics.log(
@@ -40,6 +49,10 @@ def supervised(
                 learning_rate=m["learning_rate"],
             )
             advance(1, f"loss {m['loss']:.3f}")
+            fault_point(f"{stage}:step:{m['step']}")
+
+        def checkpoint(state: dict[str, Any]) -> None:
+            ctx.save(model, tokenizer, f"{stage}-last", state)
 
         steps = train_sequences(
             model,
@@ -49,15 +62,20 @@ def supervised(
             seed=ctx.cfg.seed,
             on_step=on_step,
             should_stop=ctx.stop_requested,
+            checkpoint=checkpoint,
+            resume=resumed,
         )
     if ctx.stop_requested():
         raise Interrupted(stage)
-    return steps
+    return model, steps
 
 
-def write_summary(ctx: RunContext, wall_seconds: float) -> dict[str, Any]:
+def write_summary(ctx: RunContext) -> dict[str, Any]:
+    """``summary.json``: every stage's summary, ``rl_lift``, and ``wall_seconds``, the run's
+    wall-clock time summed over all the processes that worked on it (a process killed without
+    warning counts up to its last checkpoint; ``RunContext`` says how)."""
     summary = dict(ctx.state["summary"])
-    summary["wall_seconds"] = ctx.state.get("wall_seconds", 0.0) + wall_seconds
+    summary["wall_seconds"] = ctx.wall_seconds()
     if "sft_accuracy" in summary and "rl_accuracy" in summary:
         summary["rl_lift"] = summary["rl_accuracy"] - summary["sft_accuracy"]
     (ctx.dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -68,17 +86,18 @@ def write_summary(ctx: RunContext, wall_seconds: float) -> dict[str, Any]:
     return summary
 
 
-def run_stages(ctx: RunContext, stages: dict[str, Stage]) -> dict[str, Any]:
-    """Every stage in order, skipping those already done (``--resume``); the summary."""
-    t0 = time.perf_counter()
+def run_stages(ctx: RunContext, stages: dict[str, Stage], resume: bool = False) -> dict[str, Any]:
+    """Every stage in order, skipping those already done; with ``resume`` an unfinished stage
+    continues from its last checkpoint (``RunContext.begin_stage``). The summary."""
     try:
         with ctx.interruptible():
             for stage, run in stages.items():
                 if stage in ctx.state["done"]:
                     console.print(f"[dim]{stage}: done earlier, skipped")
                     continue
+                ctx.begin_stage(stage, resume)
                 run(ctx)
     finally:
-        ctx.state["wall_seconds"] = ctx.state.get("wall_seconds", 0.0) + time.perf_counter() - t0
+        ctx.state["wall_seconds"] = ctx.wall_seconds()
         ctx.write_state()
-    return write_summary(ctx, 0.0)
+    return write_summary(ctx)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,3 +56,21 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def drop_after(path: str | Path, size: int) -> int:
+    """Cut the append-only log ``path`` back to its first ``size`` bytes, moving the rest to
+    ``<stem>.dropped.jsonl`` (appended: kept for a post-mortem, never read by rlvr); returns
+    the number of rows moved. Used when a run resumes from a checkpoint: the rows written after
+    it are redone, and must not count twice. Safe while a ``MetricsLog`` holds the file open:
+    it appends, so its next row lands at the new end."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size <= size:
+        return 0
+    with path.open("rb") as f:
+        f.seek(size)
+        tail = f.read()
+    with path.with_name(path.stem + ".dropped.jsonl").open("ab") as f:
+        f.write(tail)
+    os.truncate(path, size)
+    return tail.count(b"\n")

@@ -7,6 +7,12 @@ neither on how the work is split nor on where a resumed run restarted; advantage
 one metrics row; a few samples kept for the report; a held-out check every ``eval_every``
 steps; a checkpoint every ``save_every`` steps (and on Ctrl-C), from which ``--resume``
 continues.
+
+A checkpoint (``checkpoints/rl-last``) holds everything the next step depends on: the weights,
+AdamW's moments, the LR schedule, torch's global generator, how many prompts the stream has
+handed out, the step and the seconds so far (sampling needs no generator state: it is keyed).
+A run resumed from it draws the same samples and takes the same updates as one that never
+stopped (for the same CPU thread count: the update is sharded per thread).
 """
 
 from __future__ import annotations
@@ -14,14 +20,15 @@ from __future__ import annotations
 import json
 import random
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.context import Interrupted, RunContext
+from rlvr.faults import fault_point
 from rlvr.rollout.sampling import sample_key
 from rlvr.rollout.sources import RolloutSource
 from rlvr.tasks.base import Example
@@ -40,17 +47,33 @@ class RLResult:
     seconds: float
 
 
-def prompt_stream(examples: list[Example], seed: int, skip: int = 0) -> Iterator[Example]:
+class PromptStream(Iterator[Example]):
+    """Training prompts forever, reshuffled each pass. ``taken`` counts the prompts handed out
+    (a step can take more than ``prompts_per_step`` with dynamic sampling), and ``skip``
+    replays that many: a resumed run continues the same order."""
+
+    def __init__(self, examples: list[Example], seed: int, skip: int = 0) -> None:
+        self._items = self._forever(examples, seed)
+        self.taken = 0
+        for _ in range(skip):
+            next(self)
+
+    @staticmethod
+    def _forever(examples: list[Example], seed: int) -> Iterator[Example]:
+        rng = random.Random(seed)
+        while True:
+            order = list(examples)
+            rng.shuffle(order)
+            yield from order
+
+    def __next__(self) -> Example:
+        self.taken += 1
+        return next(self._items)
+
+
+def prompt_stream(examples: list[Example], seed: int, skip: int = 0) -> PromptStream:
     """Training prompts forever, reshuffled each pass; ``skip`` replays a resumed run's order."""
-    rng = random.Random(seed)
-    i = 0
-    while True:
-        order = list(examples)
-        rng.shuffle(order)
-        for e in order:
-            if i >= skip:
-                yield e
-            i += 1
+    return PromptStream(examples, seed, skip)
 
 
 def run_rl(
@@ -59,13 +82,15 @@ def run_rl(
     evaluate: Evaluate,
     init: str = "sft",
 ) -> RLResult:
-    """GRPO from checkpoint ``init`` (``"init"``: the configured model), resuming at the last
-    checkpoint of an interrupted run; writes ``checkpoints/rl``."""
+    """GRPO from checkpoint ``init`` (``"init"``: the configured model), or from the last
+    checkpoint of an interrupted run (``ctx.resumed("rl")``); writes ``checkpoints/rl``."""
     cfg, rl, algo = ctx.cfg, ctx.cfg.rl, ctx.cfg.algorithm
-    progress = ctx.state.get("rl_progress", {})
-    start = int(progress.get("step", 0))
-    source_ckpt = "rl-last" if start else init
-    policy, tokenizer = ctx.load(source_ckpt) if source_ckpt != "init" else ctx.initial_policy()
+    resumed = ctx.resumed("rl")
+    start = int(resumed["step"]) if resumed else 0
+    if resumed:
+        policy, tokenizer = ctx.load("rl-last")
+    else:
+        policy, tokenizer = ctx.load(init) if init != "init" else ctx.initial_policy()
     policy = ctx.trainable(policy)  # LoRA adapters when model.lora_r > 0
     reference = None
     if algo.beta > 0:  # frozen copy of the starting policy; beta == 0 loads none
@@ -77,17 +102,18 @@ def run_rl(
         policy, rl.lr, rl.steps * algo.mu, rl.warmup_ratio, rl.weight_decay, rl.schedule,
         fused=True,
     )  # fmt: skip
-    with warnings.catch_warnings():  # stepping a schedule before any optimizer step is the point
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(start * algo.mu):  # resume: the schedule where it was (AdamW restarts)
-            scheduler.step()
     train = ctx.task.examples("train", rl.steps * rl.prompts_per_step or 1)
-    prompts = prompt_stream(train, cfg.seed, skip=start * rl.prompts_per_step)
+    prompts = prompt_stream(train, cfg.seed, skip=resumed["prompts"] if resumed else 0)
+    if resumed:
+        policy.train()  # as the last update left it (a loaded model starts in eval mode)
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        torch.set_rng_state(resumed["torch_rng"])
     source = make_source(tokenizer)
     settings = loss_settings(algo, source.max_tokens)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     t0 = time.perf_counter()
-    seconds = float(progress.get("seconds", 0.0))
+    seconds = float(resumed["seconds"]) if resumed else 0.0
     step = start
     with ctx.progress("RL (GRPO)", rl.steps) as advance:
         advance(start)
@@ -96,6 +122,7 @@ def run_rl(
             batch = collect_batch(
                 policy, source, prompts, rl.prompts_per_step, algo, sample_key(cfg.seed, step), pad
             )
+            fault_point(f"rl:step:{step}")
             values = batch_metrics(batch)
             values.update(
                 update_policy(policy, batch, optimizer, scheduler, settings, algo, rl, reference)
@@ -111,12 +138,15 @@ def run_rl(
             if ctx.stop_requested() or (
                 rl.save_every and step % rl.save_every == 0 and step < rl.steps
             ):
-                ctx.save(policy, tokenizer, "rl-last")
-                ctx.state["rl_progress"] = {
+                state = {
                     "step": step,
                     "seconds": seconds + time.perf_counter() - t0,
+                    "prompts": prompts.taken,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
                 }
-                ctx.write_state()
+                ctx.save(policy, tokenizer, "rl-last", state)
                 if ctx.stop_requested():
                     raise Interrupted("rl")
     ctx.save(policy, tokenizer, "rl")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -71,9 +72,17 @@ def train_sequences(
     seed: int = 0,
     on_step: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> int:
     """Cross-entropy on the marked tokens of already-encoded sequences (a multi-turn episode:
-    the model's turns learned, the environment's replies only read); returns the steps taken."""
+    the model's turns learned, the environment's replies only read); returns the steps taken.
+
+    ``checkpoint(state)`` is called every ``cfg.save_every`` steps (and on ``should_stop``) with
+    everything the next step depends on besides the weights: optimizer and schedule, the
+    shuffle's generator and this epoch's order, the position in it, torch's global generator
+    (dropout, if the model has any). ``resume`` is such a state, the weights already loaded:
+    training continues as if it had never stopped."""
     if not pairs:
         raise ValueError("SFT got no examples")
     device = next(model.parameters()).device
@@ -81,12 +90,33 @@ def train_sequences(
     total = steps_per_epoch * cfg.epochs
     optimizer, scheduler = make_optimizer(model, cfg.lr, total, cfg.warmup_ratio, cfg.weight_decay)
     rng = random.Random(seed)
+    step, first_epoch, order, position = 0, 0, None, 0
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        rng.setstate(resume["shuffle_rng"])
+        torch.set_rng_state(resume["torch_rng"])
+        step, first_epoch = resume["step"], resume["epoch"]
+        order, position = list(resume["order"]), resume["position"]
+
+    def state(epoch: int, order: list[int], position: int) -> dict[str, Any]:
+        return {
+            "step": step,
+            "epoch": epoch,
+            "order": order,
+            "position": position,
+            "shuffle_rng": rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+        }
+
     model.train()
-    step = 0
-    for epoch in range(cfg.epochs):
-        order = list(range(len(pairs)))
-        rng.shuffle(order)
-        for start in range(0, len(order), cfg.batch_size):
+    for epoch in range(first_epoch, cfg.epochs):
+        if order is None:
+            order = list(range(len(pairs)))
+            rng.shuffle(order)
+        for start in range(position, len(order), cfg.batch_size):
             ids, mask, labels = _batch(
                 [pairs[i] for i in order[start : start + cfg.batch_size]], pad, device
             )
@@ -109,6 +139,12 @@ def train_sequences(
                         "learning_rate": scheduler.get_last_lr()[0],
                     }
                 )
-            if should_stop():
+            stop = should_stop()
+            # after the last step, the stage saves its own checkpoint (unless it was stopped)
+            periodic = cfg.save_every and step % cfg.save_every == 0 and step < total
+            if checkpoint and (stop or periodic):
+                checkpoint(state(epoch, order, start + cfg.batch_size))
+            if stop:
                 return step
+        order, position = None, 0
     return step

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 
-MAX_RESPONSE_CHARS = 100_000  # longer responses are cut before any parsing: bounds every regex
+from rlvr.verifiers.base import Verdict
+
+# The largest response any verifier checks: it bounds every regex, parse and sandbox input.
+MAX_RESPONSE_CHARS = 100_000
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
@@ -31,6 +34,20 @@ def _last_boxed(text: str) -> str | None:
                 j += 1
         start = text.rfind("\\boxed", 0, start)
     return None
+
+
+def over_limit(response: str, limit: int = MAX_RESPONSE_CHARS) -> Verdict | None:
+    """The verdict for a response too long to check, or None when it fits.
+
+    Status ``error``, not ``no_answer`` or ``wrong``: the response was not read, so nothing can
+    be said about its answer, and the detail must say why ("no <answer>" hid it). Not
+    ``blocked`` either: rlvr keeps that for responses that try to cheat a check (a forbidden
+    Coq command, a sandbox escape), and a runaway generation is not one."""
+    if len(response) <= limit:
+        return None
+    return Verdict(
+        0.0, "error", f"response of {len(response)} characters is over the {limit}-character limit"
+    )
 
 
 def extract_answer(response: str) -> str | None:

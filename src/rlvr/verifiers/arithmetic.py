@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rlvr.verifiers.answer import extract_answer
+from rlvr.verifiers.answer import extract_answer, over_limit
 from rlvr.verifiers.base import Verdict, register_verifier
 
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,63})")
@@ -20,6 +20,8 @@ class ArithmeticVerifier:
     runs_in_process = True  # pure and microseconds: no worker dispatch
 
     def verify(self, response: str, reference: Any) -> Verdict:
+        if (too_long := over_limit(response)) is not None:
+            return too_long
         answer = extract_answer(response)
         if answer is None:
             return Verdict(0.0, "no_answer", "no <answer>...</answer> or \\boxed{}")

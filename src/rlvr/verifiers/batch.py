@@ -2,9 +2,10 @@
 
 Input lines are ``{"id", "verifier", "response", "reference"}``; ``verifier`` is a registered
 name or a spec ``{"name": ..., **options}`` (see :mod:`rlvr.verifiers.compose`). Output lines are
-``{"id", "score", "status", "detail", "seconds"}``. A malformed line gets an ``error`` verdict
-that names the line and the problem, and the run goes on: one bad case in a million must not
-cost the other 999,999.
+``{"id", "score", "status", "detail", "seconds"}``. A malformed line (not UTF-8, not JSON, not
+an object, missing fields) gets an ``error`` verdict that names the line and the problem, and
+the run goes on: one bad case in a million must not cost the other 999,999. That is why the
+input is read as bytes and decoded line by line: one stray byte must not abort the batch.
 
 The file is streamed in chunks of ``CHUNK_LINES``: memory stays bounded for any file size, and
 each chunk is scored through one :class:`VerifierPool` so slow checks run concurrently.
@@ -72,12 +73,17 @@ class _Verifiers:
             return f"cannot build verifier {spec['name']!r}: {exc}"
 
 
-def _parse(line: str, number: int) -> tuple[Any, dict[str, Any] | str]:
+def _parse(raw: bytes, number: int) -> tuple[Any, dict[str, Any] | str]:
     """``(id, case)`` or ``(id, why the line is malformed)``."""
     try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start]
+        return None, f"line {number}: not valid UTF-8 (byte 0x{bad:02x} at byte {exc.start + 1})"
+    try:
         case = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return None, f"line {number}: invalid JSON: {exc}"
+    except (ValueError, RecursionError) as exc:  # also numbers over int's digit limit, deep nests
+        return None, f"line {number}: invalid JSON: {type(exc).__name__}: {exc}"[:500]
     if not isinstance(case, dict):
         return None, f"line {number}: expected a JSON object, got {type(case).__name__}"
     case_id = case.get("id")
@@ -89,7 +95,7 @@ def _parse(line: str, number: int) -> tuple[Any, dict[str, Any] | str]:
 
 
 def _score_chunk(
-    lines: list[tuple[int, str]], pool: VerifierPool, verifiers: _Verifiers
+    lines: list[tuple[int, bytes]], pool: VerifierPool, verifiers: _Verifiers
 ) -> Iterator[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     groups: dict[int, tuple[Verifier, list[int]]] = {}
@@ -120,11 +126,20 @@ def _score_chunk(
 
 
 @contextlib.contextmanager
-def _open(path: str | Path, mode: str) -> Iterator[IO[str]]:
+def _read_bytes(path: str | Path) -> Iterator[IO[bytes]]:
     if str(path) == "-":
-        yield sys.stdin if "r" in mode else sys.stdout
+        yield sys.stdin.buffer
     else:
-        with open(path, mode, encoding="utf-8") as f:
+        with open(path, "rb") as f:
+            yield f
+
+
+@contextlib.contextmanager
+def _write_text(path: str | Path) -> Iterator[IO[str]]:
+    if str(path) == "-":
+        yield sys.stdout
+    else:
+        with open(path, "w", encoding="utf-8") as f:
             yield f
 
 
@@ -141,8 +156,8 @@ def verify_jsonl(
     statuses: Counter[str] = Counter()
     total_score = 0.0
     verifiers = _Verifiers(unsafe)
-    with VerifierPool(workers) as pool, _open(input, "r") as src, _open(output, "w") as dst:
-        chunk: list[tuple[int, str]] = []
+    with VerifierPool(workers) as pool, _read_bytes(input) as src, _write_text(output) as dst:
+        chunk: list[tuple[int, bytes]] = []
         for number, line in enumerate(src, start=1):
             chunk.append((number, line))
             if len(chunk) >= CHUNK_LINES:
@@ -162,7 +177,12 @@ def verify_jsonl(
 def _write(rows: Iterator[dict[str, Any]], dst: IO[str], statuses: Counter[str]) -> float:
     total = 0.0
     for row in rows:
-        dst.write(json.dumps(row, ensure_ascii=False) + "\n")
+        line = json.dumps(row, ensure_ascii=False)
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (``"\\ud800"`` in the input): escape it
+            line = json.dumps(row)
+        dst.write(line + "\n")
         statuses[row["status"]] += 1
         total += row["score"]
     dst.flush()

@@ -38,10 +38,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal
 
+from rlvr.verifiers.answer import MAX_RESPONSE_CHARS, over_limit
 from rlvr.verifiers.base import Verdict, graded, register_verifier
 from rlvr.verifiers.sandbox import IsolationUnavailable, Sandbox, SandboxError
 
-MAX_RESPONSE_CHARS = 100_000
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_MB = 1024
 MAX_PROCS = 32
@@ -252,6 +252,8 @@ class CodeVerifier:
         self._memo = Memo()
 
     def verify(self, response: str, reference: Any) -> Verdict:
+        if (too_long := over_limit(response)) is not None:
+            return too_long
         try:
             if isinstance(reference, str):
                 reference = json.loads(reference)

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rlvr.verifiers.answer import MAX_RESPONSE_CHARS, extract_answer
+from rlvr.verifiers.answer import MAX_RESPONSE_CHARS, extract_answer, over_limit
 from rlvr.verifiers.base import Verdict, register_verifier
 
 _STATEMENT = re.compile(
@@ -147,6 +147,8 @@ class CoqVerifier:
         self.timeout_s, self.coqc, self.memory_mb = timeout_s, coqc, memory_mb
 
     def verify(self, response: str, reference: Any) -> Verdict:
+        if (too_long := over_limit(response)) is not None:
+            return too_long
         if isinstance(reference, str):
             reference = {"statement": reference}
         if not isinstance(reference, Mapping) or not isinstance(reference.get("statement"), str):

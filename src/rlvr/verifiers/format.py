@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rlvr.verifiers.answer import MAX_RESPONSE_CHARS
+from rlvr.verifiers.answer import over_limit
 from rlvr.verifiers.base import Verdict, register_verifier
 
 
@@ -40,8 +40,8 @@ class FormatVerifier:
         )
 
     def verify(self, response: str, reference: Any = None) -> Verdict:
-        if len(response) > MAX_RESPONSE_CHARS:
-            return Verdict(0.0, "wrong", f"response longer than {MAX_RESPONSE_CHARS} characters")
+        if (too_long := over_limit(response)) is not None:
+            return too_long
         text = response.strip()
         for tag in self.tags:
             opened, closed = text.count(f"<{tag}>"), text.count(f"</{tag}>")

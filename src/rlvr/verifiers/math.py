@@ -25,7 +25,7 @@ import threading
 from fractions import Fraction
 from typing import Any
 
-from rlvr.verifiers.answer import extract_answer
+from rlvr.verifiers.answer import extract_answer, over_limit
 from rlvr.verifiers.base import Verdict, register_verifier
 from rlvr.verifiers.pool import ProcessWorkers, WorkerCrashed, WorkerTimeout
 
@@ -214,6 +214,8 @@ class MathVerifier:
         self.max_answer_chars = max_answer_chars
 
     def verify(self, response: str, reference: Any) -> Verdict:
+        if (too_long := over_limit(response)) is not None:
+            return too_long
         answer = extract_answer(response)
         if answer is None:
             return Verdict(0.0, "no_answer", "no <answer>...</answer> or \\boxed{}")

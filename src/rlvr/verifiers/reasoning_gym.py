@@ -11,7 +11,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from rlvr.verifiers.answer import MAX_RESPONSE_CHARS, extract_answer
+from rlvr.verifiers.answer import MAX_RESPONSE_CHARS, extract_answer, over_limit
 from rlvr.verifiers.base import Verdict, register_verifier
 
 
@@ -34,6 +34,8 @@ class ReasoningGymVerifier:
         self.require_tags = require_tags
 
     def verify(self, response: str, reference: Any) -> Verdict:
+        if (too_long := over_limit(response)) is not None:
+            return too_long
         if not isinstance(reference, Mapping):
             return Verdict(0.0, "error", "reasoning_gym reference must be a dataset entry")
         entry = reference.get("entry", reference)
