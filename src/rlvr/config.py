@@ -284,8 +284,9 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
             "max_episode_tokens": 128,
         },
         "rollout": {"group_size": 8, "temperature": 1.0},
+        "algorithm": {"beta": 0.0},
         "sft": {"examples": 600, "epochs": 20},
-        "rl": {"steps": 400, "prompts_per_step": 16, "lr": 1e-4},
+        "rl": {"steps": 300, "prompts_per_step": 16, "lr": 3e-4},
     },
 }
 

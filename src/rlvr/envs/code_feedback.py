@@ -15,7 +15,7 @@ follows from ``f(1)``. A guess consistent with ``f(1)`` passes the hidden x = 1 
 (1/4) for honouring the prompt, full credit only for the right function.
 
 - one attempt, best possible pass@1: the mean over problems of 1 / (number of (a, b) pairs with
-  that sum) (``best_single_attempt``; 0.19 over all problems at coef_max 9);
+  that sum) (``best_single_attempt``; 0.36 over all problems at the default coef_max 4);
 - with the feedback: 1.0 (two attempts: read b off the feedback, a = f(1) - b).
 
 The embedded model writes ``b=3`` then ``def g(x):return (7-b)*x+b``: a guess for ``b`` first, in
@@ -38,7 +38,7 @@ from rlvr.tasks.base import Example, Split
 from rlvr.verifiers.base import Verdict, graded
 from rlvr.verifiers.code import CodeVerifier, extract_code
 
-NAMES = "fghkmnpqrs"
+NAMES = "acdefghijklmnopqrstuvwyz"  # every letter but b and x (the guess and the argument)
 HIDDEN_POINTS = (1, 2, 3, 5)
 VISIBLE_POINT = 0
 
@@ -100,7 +100,7 @@ class CodeFeedbackEnv:
         split: Split,
         n: int | None = None,
         seed: int = 0,
-        coef_max: int = 9,
+        coef_max: int = 4,
         names: str = NAMES,
         heldout_fraction: float = 0.2,
         style: str = "compact",
