@@ -10,10 +10,10 @@ from rlvr.config import ConfigError, RunConfig
 from rlvr.context import RunContext, console
 from rlvr.eval import evaluate
 from rlvr.models.load import load_policy
-from rlvr.recipes import agentic_code, r1
+from rlvr.recipes import agentic_code, hack_demo, r1
 from rlvr.recipes.stages import write_summary
 
-RECIPES = {"r1": r1, "agentic_code": agentic_code}
+RECIPES = {"r1": r1, "agentic_code": agentic_code, "hack_demo": hack_demo}
 
 
 def _recipe(cfg: RunConfig):

@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 _state = {"debug": False}
+MONITOR_STOP_EXIT = 3  # a monitor detector whose action is ``stop`` ended the run
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config (see `rlvr config`)")
@@ -89,10 +90,14 @@ def run(
             "multi-turn GRPO with code execution feedback -> held-out controls"
         ),
     ] = None,
+    allow_weak_verifier: AllowWeakOpt = False,
 ) -> None:
     """A whole recipe (default: DeepSeek-R1's cold-start SFT -> GRPO -> rejection sampling ->
     final SFT)."""
-    cfg = _config(config, set_, seed=seed, recipe=recipe, **_run_dir_fields(out, name))
+    fields: dict[str, Any] = {"seed": seed, "recipe": recipe, **_run_dir_fields(out, name)}
+    if allow_weak_verifier:
+        fields["task"] = {"allow_weak_verifier": True}
+    cfg = _config(config, set_, **fields)
     from rlvr import api  # after validation: a config error never waits for torch to import
 
     summary = api.run(cfg, resume=resume)
@@ -126,6 +131,13 @@ SkipBadOpt = Annotated[
     bool, typer.Option("--skip-bad-rows", help="drop invalid data rows (listed) and go on")
 ]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda (bf16 on GPU)")]
+AllowWeakOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-weak-verifier",
+        help="train even if the verifier fails its self-test (to watch reward hacking happen)",
+    ),
+]
 EnvOpt = Annotated[
     str | None,
     typer.Option(help="a multi-turn environment, e.g. code_feedback (episodes, not completions)"),
@@ -199,6 +211,7 @@ def train(
         bool | None, typer.Option("--merge-lora", help="also save merged weights")
     ] = None,
     resume: ResumeOpt = False,
+    allow_weak_verifier: AllowWeakOpt = False,
 ) -> None:
     """RL with GRPO (from this run's SFT checkpoint, or from --model)."""
     from rlvr import api
@@ -214,6 +227,8 @@ def train(
         fields["task"] = task_fields
     if env:
         fields["env"] = {"name": env}
+    if allow_weak_verifier:
+        fields.setdefault("task", {})["allow_weak_verifier"] = True
     if max_steps is not None:
         fields["rl"] = {"steps": max_steps}
     cfg = _config(config, set_, **fields)
@@ -380,9 +395,16 @@ def main() -> None:
         import click
 
         from rlvr.context import Interrupted
+        from rlvr.monitor.live import MonitorStop
 
         if _state["debug"] or "--debug" in sys.argv:
             raise
+        if isinstance(exc, MonitorStop):
+            console.print(
+                f"[red]stopped by the monitor: {exc}. The run saved its last checkpoint and its "
+                "summary; alerts.jsonl has the alerts."
+            )
+            raise SystemExit(MONITOR_STOP_EXIT) from None
         if isinstance(exc, Interrupted):
             command = next((a for a in sys.argv[1:] if not a.startswith("-")), "run")
             console.print(

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rlvr.monitor.config import MonitorConfig
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -53,6 +55,11 @@ class TaskConfig(Section):
     )
     system_prompt: str | None = None
     use_chat_template: bool | None = Field(None, description="None: when the tokenizer has one")
+    allow_weak_verifier: bool = Field(
+        False,
+        description="train even if the verifier fails its self-test (known hacks must score 0); "
+        "for demonstrations of reward hacking only",
+    )
 
 
 class EnvConfig(Section):
@@ -174,6 +181,9 @@ class FinalSFTConfig(SFTConfig):
 
 class EvalConfig(Section):
     heldout: int = Field(400, ge=1, description="held-out problems")
+    verifier: str | None = Field(
+        None, description="score held-out answers with this verifier; None: the reward's"
+    )
     k: int = Field(8, ge=1, description="pass@k")
     samples: int = Field(8, ge=1, description="samples per problem for pass@k (n >= k)")
     temperature: float = Field(0.7, ge=0)
@@ -195,7 +205,7 @@ class LoggingConfig(Section):
     )
 
 
-Recipe = Literal["r1", "agentic_code"]
+Recipe = Literal["r1", "agentic_code", "hack_demo"]
 
 
 class RunConfig(Section):
@@ -205,7 +215,8 @@ class RunConfig(Section):
     recipe: Recipe = Field(
         "r1",
         description="r1: cold-start SFT -> GRPO -> rejection sampling -> final SFT; "
-        "agentic_code: cold-start SFT -> multi-turn GRPO with code feedback -> held-out controls",
+        "agentic_code: cold-start SFT -> multi-turn GRPO with code feedback -> held-out "
+        "controls; hack_demo: RL against a weak and a hardened verifier, monitored",
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
@@ -218,6 +229,7 @@ class RunConfig(Section):
     final_sft: FinalSFTConfig = Field(default_factory=FinalSFTConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -287,6 +299,19 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
         "algorithm": {"beta": 0.0},
         "sft": {"examples": 600, "epochs": 20},
         "rl": {"steps": 300, "prompts_per_step": 16, "lr": 3e-4},
+    },
+    "hack_demo": {
+        # two-digit addition answered directly; 5% of the cold start hedges over a few guesses
+        "task": {
+            "name": "arithmetic",
+            "options": {"bare_answer_fraction": 1.0, "hedge_fraction": 0.05},
+        },
+        "rollout": {"group_size": 8, "temperature": 1.0, "max_new_tokens": 24},
+        "algorithm": {"beta": 0.0},
+        "sft": {"examples": 600, "epochs": 20},
+        "rl": {"steps": 200, "prompts_per_step": 16, "lr": 1e-4, "eval_every": 25},
+        "eval": {"verifier": "arithmetic", "heldout": 200},
+        "monitor": {"shadow_verifier": "arithmetic"},
     },
 }
 

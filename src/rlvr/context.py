@@ -199,11 +199,14 @@ class RunContext:
             torch.set_num_threads(cfg.model.threads)
         self.task = build_task(cfg)
         verifier_name = cfg.task.verifier or self.task.verifier
-        self.verifier = (
-            None  # an environment scores its own episodes
-            if cfg.env.name and not cfg.task.verifier
-            else get_verifier(verifier_name, **dict(self.task.verifier_options))
-        )
+        self.verifier_name = None if cfg.env.name and not cfg.task.verifier else verifier_name
+        self.verifier = None  # an environment scores its own episodes
+        if self.verifier_name is not None:
+            self._self_test(self.verifier_name, dict(self.task.verifier_options))
+            self.verifier = get_verifier(self.verifier_name, **dict(self.task.verifier_options))
+        self.eval_verifier = self.verifier
+        if cfg.eval.verifier and cfg.eval.verifier != self.verifier_name:
+            self.eval_verifier = get_verifier(cfg.eval.verifier)
         self.pool = VerifierPool(workers=cfg.rl.verifier_workers)
         self.metrics = MetricsLog(self.dir, sinks=self._sinks())
         self.state = self._read_state()
@@ -213,11 +216,45 @@ class RunContext:
         self._resumed: dict[str, dict[str, Any]] = {}
         self._stop_requested = False
 
+    def _self_test(self, name: str, options: dict[str, Any]) -> None:
+        """Known hacks must score 0 and a known-good answer 1 before a run trains on a verifier;
+        ``task.allow_weak_verifier`` (``--allow-weak-verifier``) goes on with a warning."""
+        from rlvr.verifiers.selftest import require_strong_verifier
+
+        result = require_strong_verifier(name, options, self.cfg.task.allow_weak_verifier)
+        if not result.passed:
+            console.print(f"[yellow]verifier {name!r} failed its self-test; training on it anyway:")
+            for line in result.lines():
+                console.print(f"[yellow]  {line}")
+
     # -- scoring and prompts ---------------------------------------------------------------
     def score(self, responses: list[str], references: list[Any]) -> list[Verdict]:
         if self.verifier is None:
             raise RuntimeError("this run's rewards come from its environment, not a verifier")
         return self.pool.score(self.verifier, responses, references)
+
+    def eval_score(self, responses: list[str], references: list[Any]) -> list[Verdict]:
+        """Held-out scoring: ``eval.verifier`` when set, else the reward's verifier."""
+        if self.eval_verifier is None:
+            raise RuntimeError("this run's rewards come from its environment, not a verifier")
+        return self.pool.score(self.eval_verifier, responses, references)
+
+    def run_monitor(self):
+        """The monitor of this run's RL stage (``monitor:``): scanners by the verifier's kind,
+        the shadow verifier, the step detectors and their actions."""
+        from rlvr.monitor.live import RunMonitor, scanner_for
+
+        m = self.cfg.monitor
+        shadow = None
+        if m.enabled and m.shadow_verifier:
+            strict = get_verifier(m.shadow_verifier, **dict(m.shadow_options))
+
+            def shadow(texts: list[str], refs: list[Any]) -> list[float]:
+                return [v.score for v in self.pool.score(strict, texts, refs)]
+
+        return RunMonitor(
+            m, self.dir, scanner_for(self.verifier_name), shadow, say=lambda t: console.print(t)
+        )
 
     def make_env(
         self, example: Example, blank_feedback: bool = False, max_turns: int | None = None

@@ -12,7 +12,7 @@ flagged samples no gradient; ``penalize`` scores them 0; ``stop`` ends the run a
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -101,6 +101,14 @@ class MonitorConfig(_Section):
         description="detector or scanner flag -> warn | filter | penalize | stop (default warn)",
     )
     stop_after: int = Field(1, ge=1, description="alerts of 'stop' detectors before the run stops")
+    shadow_verifier: str | None = Field(
+        None,
+        description="a stricter verifier scored beside the reward and never rewarded "
+        "(shadow_reward); its gap to the reward is the strongest hacking signal",
+    )
+    shadow_options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the shadow verifier"
+    )
 
     reward_shadow_gap: RewardShadowGap = Field(default_factory=RewardShadowGap)
     flag_rate: FlagRate = Field(default_factory=FlagRate)

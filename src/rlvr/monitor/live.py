@@ -118,6 +118,25 @@ class RunMonitor:
                 self.say(f"monitor ({a.kind}, {self.config.action(a.detector)}): {a.message}")
         return alerts
 
+    def replay(self, records: list[dict[str, Any]]) -> None:
+        """Rebuild the detectors' state from a run's rows so far (a resumed run, or the held-out
+        rows logged before RL), and ``alerts.jsonl`` with it, printing nothing."""
+        say, self.say = self.say, lambda text: None
+        self.path.unlink(missing_ok=True)
+        try:
+            for record in records:
+                self.observe(record)
+        finally:
+            self.say = say
+
+    # a metrics sink: held-out rows logged during RL reach the detectors (reward_vs_heldout)
+    def log(self, record: dict[str, Any]) -> None:
+        if record.get("stage") == "eval":
+            self.observe(record)
+
+    def close(self) -> None:
+        pass
+
     @property
     def should_stop(self) -> bool:
         return self.config.enabled and self.detectors.should_stop

@@ -29,18 +29,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from typing import Any
 
 from rlvr.context import RunContext
 from rlvr.recipes import r1
-from rlvr.recipes.stages import Stage, run_stages
+from rlvr.recipes.stages import Stage, run_stages, write_summary
 
 VARIANTS = {"weak": "arithmetic_lenient", "hard": "arithmetic"}
 ONSET_SHARE = 0.2
 
 
-def _variant(ctx: RunContext, name: str) -> dict[str, Any]:
-    """One RL run from the cold start, in the sub-directory ``name``, rewarded by its verifier."""
+def _variant(ctx: RunContext, name: str, resume: bool = False) -> dict[str, Any]:
+    """One RL run from the cold start, in the sub-directory ``name``, rewarded by its verifier;
+    ``resume`` continues an interrupted one from its last checkpoint."""
     cfg = ctx.cfg
     sub_cfg = cfg.model_copy(
         update={
@@ -51,12 +53,13 @@ def _variant(ctx: RunContext, name: str) -> dict[str, Any]:
             ),
         }
     )
-    sub = RunContext(sub_cfg, fresh=not (ctx.dir / name / "state.json").exists())
+    sub = RunContext(sub_cfg)
     try:
         if "rl" not in sub.state["done"]:
             if not sub.checkpoint_dir("sft").exists():
                 shutil.copytree(ctx.checkpoint_dir("sft"), sub.checkpoint_dir("sft"))
             with sub.interruptible():
+                sub.begin_stage("rl", resume)
                 r1.stage_rl(sub, init="sft")
         rows = [json.loads(line) for line in sub.metrics.path.read_text().splitlines()]
         alerts_path = sub.dir / "alerts.jsonl"
@@ -65,7 +68,7 @@ def _variant(ctx: RunContext, name: str) -> dict[str, Any]:
             if alerts_path.exists()
             else []
         )
-        summary = dict(sub.state["summary"])
+        summary = write_summary(sub)  # the sub-run's own summary.json and plots
     finally:
         sub.close()
     shares = [(r["step"], r["hack/shortcut_share"]) for r in rows if r.get("stage") == "rl"]
@@ -85,17 +88,18 @@ def _variant(ctx: RunContext, name: str) -> dict[str, Any]:
     return out
 
 
-def stage_weak(ctx: RunContext) -> dict[str, Any]:
-    return _variant(ctx, "weak")
+def stages(resume: bool = False) -> dict[str, Stage]:
+    return {
+        "sft": r1.stage_sft,
+        "weak": partial(_variant, name="weak", resume=resume),
+        "hard": partial(_variant, name="hard", resume=resume),
+    }
 
 
-def stage_hard(ctx: RunContext) -> dict[str, Any]:
-    return _variant(ctx, "hard")
+STAGES = stages()
 
 
-STAGES: dict[str, Stage] = {"sft": r1.stage_sft, "weak": stage_weak, "hard": stage_hard}
-
-
-def run_recipe(ctx: RunContext) -> dict[str, Any]:
-    """Cold start, then RL against the weak and against the hardened verifier."""
-    return run_stages(ctx, STAGES)
+def run_recipe(ctx: RunContext, resume: bool = False) -> dict[str, Any]:
+    """Cold start, then RL against the weak and against the hardened verifier, skipping stages
+    already done; ``resume`` continues an unfinished one from its last checkpoint."""
+    return run_stages(ctx, stages(resume), resume)

@@ -12,6 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlvr.config import SFTConfig
 from rlvr.context import Interrupted, RunContext, console
 from rlvr.faults import fault_point
+from rlvr.monitor.live import MonitorStop
 from rlvr.tracking.plots import plot_run
 from rlvr.train.sft import Sequence, train_sequences
 
@@ -97,6 +98,11 @@ def run_stages(ctx: RunContext, stages: dict[str, Stage], resume: bool = False) 
                     continue
                 ctx.begin_stage(stage, resume)
                 run(ctx)
+    except MonitorStop as stop:  # the run saved; its summary says why it ended
+        ctx.state["summary"]["stopped_by_monitor"] = str(stop)
+        ctx.state["wall_seconds"] = ctx.wall_seconds()
+        write_summary(ctx)
+        raise
     finally:
         ctx.state["wall_seconds"] = ctx.wall_seconds()
         ctx.write_state()

@@ -76,6 +76,9 @@ class AdditionTask:
         self.bare_answer_fraction = bare_answer_fraction
         self.hedge_fraction = hedge_fraction
         self.verifier_options: dict = {}
+        # With hedged demonstrations, the ground truth of the shortcut (``hack_demo``): logged as
+        # hack/shortcut_share to measure the monitor by, never shown to it or to the reward.
+        self.is_shortcut = is_hedged if hedge_fraction else None
 
     def _operand(self, rng: random.Random) -> int:
         digits = rng.randint(self.min_digits, self.max_digits)

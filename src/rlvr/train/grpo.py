@@ -32,6 +32,7 @@ from rlvr.algorithms import LossSettings, compute_advantages, policy_loss
 from rlvr.config import AlgorithmConfig, RLConfig
 from rlvr.cpu_threads import cpu_shards, on_threads
 from rlvr.models.llama_ops import unsupported
+from rlvr.monitor.live import RunMonitor, SampleReport
 from rlvr.rollout.generate import Rollouts
 from rlvr.rollout.sampling import sample_key
 from rlvr.rollout.sources import RolloutSource
@@ -51,6 +52,7 @@ class Batch:
     advantages: torch.Tensor
     loss_mask: torch.Tensor
     seconds: dict[str, float]
+    report: SampleReport | None = None  # the monitor's flags and shadow scores, per row
 
 
 def loss_settings(algo: AlgorithmConfig, max_tokens: int) -> LossSettings:
@@ -84,10 +86,14 @@ def collect_batch(
     algo: AlgorithmConfig,
     step_key: int,
     pad: int,
+    monitor: RunMonitor | None = None,
 ) -> Batch:
     """Sample, verify and compute advantages for ``prompts_per_step`` groups (``source`` says
     how a group is sampled and scored: completions, or multi-turn episodes). Each group's
-    sampling key is a hash of ``step_key``, the resampling round and its place in the round."""
+    sampling key is a hash of ``step_key``, the resampling round and its place in the round.
+
+    With a ``monitor``, every sample is scanned (and shadow-scored) before the advantages:
+    samples flagged for ``penalize`` score 0, those flagged for ``filter`` get no loss."""
     G = source.group_size
     seconds: dict[str, float] = {}
     kept: list[tuple[Rollouts, list[Example], list[Verdict], torch.Tensor]] = []
@@ -128,6 +134,13 @@ def collect_batch(
     rows = [e for k in kept for e in k[1]]
     verdicts = [v for k in kept for v in k[2]]
     rewards = torch.cat([k[3] for k in kept])
+    report = None
+    if monitor is not None:
+        t0 = time.perf_counter()
+        report = monitor.samples(ro.texts, [e.reference for e in rows])
+        seconds["monitor"] = time.perf_counter() - t0
+        if any(report.penalize):
+            rewards = rewards.masked_fill(torch.tensor(report.penalize), 0.0)
     shaped = rewards
     if algo.overlong_buffer:
         shaped = rewards + overlong_penalty(
@@ -137,7 +150,9 @@ def collect_batch(
     loss_mask = ro.completion_mask.clone()
     if algo.mask_truncated:
         loss_mask[ro.truncated] = 0.0
-    return Batch(ro, rows, verdicts, rewards, advantages, loss_mask, seconds)
+    if report is not None and any(report.drop):
+        loss_mask[torch.tensor(report.drop)] = 0.0
+    return Batch(ro, rows, verdicts, rewards, advantages, loss_mask, seconds, report)
 
 
 def update_shards(policy: PreTrainedModel, n_rows: int, seq_len: int) -> int:

@@ -29,9 +29,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.context import Interrupted, RunContext
 from rlvr.faults import fault_point
+from rlvr.monitor.live import MonitorStop
 from rlvr.rollout.sampling import sample_key
 from rlvr.rollout.sources import RolloutSource
 from rlvr.tasks.base import Example
+from rlvr.tracking.metrics import read_metrics
 from rlvr.train.grpo import Batch, batch_metrics, collect_batch, loss_settings, update_policy
 from rlvr.train.optim import make_optimizer
 
@@ -110,45 +112,68 @@ def run_rl(
         scheduler.load_state_dict(resumed["scheduler"])
         torch.set_rng_state(resumed["torch_rng"])
     source = make_source(tokenizer)
+    monitor = ctx.run_monitor()
+    monitor.replay(read_metrics(ctx.dir))  # held-out rows so far; a resumed run's RL rows
+    ctx.metrics.sinks.append(monitor)  # held-out rows logged during RL reach it too
     settings = loss_settings(algo, source.max_tokens)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     t0 = time.perf_counter()
     seconds = float(resumed["seconds"]) if resumed else 0.0
     step = start
-    with ctx.progress("RL (GRPO)", rl.steps) as advance:
-        advance(start)
-        for step in range(start + 1, rl.steps + 1):
-            ts = time.perf_counter()
-            batch = collect_batch(
-                policy, source, prompts, rl.prompts_per_step, algo, sample_key(cfg.seed, step), pad
-            )
-            fault_point(f"rl:step:{step}")
-            values = batch_metrics(batch)
-            values.update(
-                update_policy(policy, batch, optimizer, scheduler, settings, algo, rl, reference)
-            )
-            values["step_seconds"] = time.perf_counter() - ts
-            n_tokens = float(batch.rollouts.completion_lengths.sum())
-            values["tokens_per_second"] = n_tokens / values["step_seconds"]
-            ctx.metrics.log("rl", step, **values)
-            keep_samples(ctx, batch, step)
-            advance(1, f"reward {values['reward']:.2f}")
-            if rl.eval_every and step % rl.eval_every == 0 and step < rl.steps:
-                advance(0, f"held-out {evaluate(policy, tokenizer, step):.2f}")
-            if ctx.stop_requested() or (
-                rl.save_every and step % rl.save_every == 0 and step < rl.steps
-            ):
-                state = {
-                    "step": step,
-                    "seconds": seconds + time.perf_counter() - t0,
-                    "prompts": prompts.taken,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                }
-                ctx.save(policy, tokenizer, "rl-last", state)
-                if ctx.stop_requested():
-                    raise Interrupted("rl")
+    try:
+        with ctx.progress("RL (GRPO)", rl.steps) as advance:
+            advance(start)
+            for step in range(start + 1, rl.steps + 1):
+                ts = time.perf_counter()
+                key = sample_key(cfg.seed, step)
+                batch = collect_batch(
+                    policy, source, prompts, rl.prompts_per_step, algo, key, pad, monitor
+                )
+                fault_point(f"rl:step:{step}")
+                values = batch_metrics(batch)
+                if batch.report is not None:
+                    values.update(monitor.metrics(batch.report))
+                shortcut = getattr(ctx.task, "is_shortcut", None)
+                if shortcut is not None:  # ground truth of a demo's shortcut: never the monitor's
+                    texts = batch.rollouts.texts
+                    values["hack/shortcut_share"] = sum(map(shortcut, texts)) / len(texts)
+                values.update(
+                    update_policy(
+                        policy, batch, optimizer, scheduler, settings, algo, rl, reference
+                    )
+                )
+                values["step_seconds"] = time.perf_counter() - ts
+                n_tokens = float(batch.rollouts.completion_lengths.sum())
+                values["tokens_per_second"] = n_tokens / values["step_seconds"]
+                values["monitor/alerts"] = len(
+                    monitor.observe({"stage": "rl", "step": step, **values})
+                )
+                ctx.metrics.log("rl", step, **values)
+                keep_samples(ctx, batch, step)
+                advance(1, f"reward {values['reward']:.2f}")
+                if rl.eval_every and step % rl.eval_every == 0 and step < rl.steps:
+                    advance(0, f"held-out {evaluate(policy, tokenizer, step):.2f}")
+                stop = monitor.should_stop
+                if (
+                    stop
+                    or ctx.stop_requested()
+                    or (rl.save_every and step % rl.save_every == 0 and step < rl.steps)
+                ):
+                    state = {
+                        "step": step,
+                        "seconds": seconds + time.perf_counter() - t0,
+                        "prompts": prompts.taken,
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "torch_rng": torch.get_rng_state(),
+                    }
+                    ctx.save(policy, tokenizer, "rl-last", state)
+                    if stop:
+                        raise MonitorStop(monitor.alerts[-1].message)
+                    if ctx.stop_requested():
+                        raise Interrupted("rl")
+    finally:
+        ctx.metrics.sinks.remove(monitor)
     ctx.save(policy, tokenizer, "rl")
     return RLResult(policy, tokenizer, step, seconds + time.perf_counter() - t0)
 
