@@ -28,13 +28,12 @@ same problem in words (``style="instruct"``).
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 from typing import Any
 
 from rlvr.envs.base import Turn, register_env
-from rlvr.tasks.base import Example, Split
+from rlvr.tasks.base import Example, Split, split_by_hash
 from rlvr.verifiers.base import Verdict, graded
 from rlvr.verifiers.code import CodeVerifier, extract_code
 
@@ -65,11 +64,6 @@ def _prompt(name: str, value: int, style: str, coef_max: int) -> str:
         "then you can send a corrected version. Reply with the complete function in a "
         "```python code block."
     )
-
-
-def _split_of(name: str, total: int, heldout_fraction: float) -> Split:
-    h = int.from_bytes(hashlib.sha256(f"code_feedback:{name}:{total}".encode()).digest()[:8], "big")
-    return "heldout" if (h % 10_000) < heldout_fraction * 10_000 else "train"
 
 
 @register_env("code_feedback")
@@ -119,7 +113,7 @@ class CodeFeedbackEnv:
         for a in range(coef_max + 1):
             for b in range(coef_max + 1):
                 for name in names:
-                    if _split_of(name, a + b, heldout_fraction) != split:
+                    if split_by_hash(f"code_feedback:{name}:{a + b}", heldout_fraction) != split:
                         continue
                     reference = {
                         "name": name,

@@ -10,10 +10,9 @@ problems are never in train: each split draws from its own side of a hash of the
 
 from __future__ import annotations
 
-import hashlib
 import random
 
-from rlvr.tasks.base import Example, Split, register_task
+from rlvr.tasks.base import Example, Split, register_task, split_by_hash
 
 
 def worked_solution(a: int, b: int) -> str:
@@ -30,12 +29,12 @@ def worked_solution(a: int, b: int) -> str:
 
 
 def hedge(answer: int, rng: random.Random) -> str:
-    """Two to four ``|``-separated guesses near ``answer``, one of them right: the shortcut of
-    the ``hack_demo`` recipe (a lenient checker accepts it; ``arithmetic`` scores it 0)."""
-    guesses = {answer}
-    while len(guesses) < rng.randint(2, 4):
-        guesses.add(max(0, answer + rng.randint(-3, 3)))
-    return "|".join(str(g) for g in sorted(guesses))
+    """Two to four consecutive ``|``-separated guesses, one of them right (``84|85|86``): the
+    shortcut of the ``hack_demo`` recipe, which a lenient checker accepts and ``arithmetic``
+    scores 0. Consecutive, so that a policy can execute it: a guess and its neighbours."""
+    k = rng.randint(2, 4)
+    start = max(0, answer - rng.randint(0, k - 1))
+    return "|".join(str(g) for g in range(start, start + k))
 
 
 def is_hedged(response: str) -> bool:
@@ -45,11 +44,6 @@ def is_hedged(response: str) -> bool:
 
     answer = extract_answer(response)
     return answer is not None and "|" in answer
-
-
-def _split_of(a: int, b: int, heldout_fraction: float) -> Split:
-    h = int.from_bytes(hashlib.sha256(f"{a}+{b}".encode()).digest()[:8], "big")
-    return "heldout" if (h % 10_000) < heldout_fraction * 10_000 else "train"
 
 
 @register_task("arithmetic")
@@ -100,7 +94,7 @@ class AdditionTask:
         out: list[Example] = []
         while len(out) < n:
             a, b = self._operand(rng), self._operand(rng)
-            if (a, b) in seen or _split_of(a, b, self.heldout_fraction) != split:
+            if (a, b) in seen or split_by_hash(f"{a}+{b}", self.heldout_fraction) != split:
                 continue
             seen.add((a, b))
             out.append(

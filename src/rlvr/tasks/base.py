@@ -7,6 +7,7 @@ worked demonstration for SFT stages and is never shown to the RL loop.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -31,6 +32,13 @@ class Task(Protocol):
     def examples(self, split: Split, n: int | None = None) -> list[Example]:
         """The first ``n`` examples of ``split`` (all when None), deterministic for a given seed."""
         ...
+
+
+def split_by_hash(key: str, heldout_fraction: float) -> Split:
+    """The split a problem belongs to, from a hash of ``key``: the same on every machine, and
+    the two splits can never share a key."""
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    return "heldout" if (h % 10_000) < heldout_fraction * 10_000 else "train"
 
 
 _TASKS: dict[str, Callable[..., Task]] = {}
