@@ -29,10 +29,11 @@ def worked_solution(a: int, b: int) -> str:
 
 
 def hedge(answer: int, rng: random.Random) -> str:
-    """Two to four consecutive ``|``-separated guesses, one of them right (``84|85|86``): the
+    """Two to ten consecutive ``|``-separated guesses, one of them right (``84|85|86``): the
     shortcut of the ``hack_demo`` recipe, which a lenient checker accepts and ``arithmetic``
-    scores 0. Consecutive, so that a policy can execute it: a guess and its neighbours."""
-    k = rng.randint(2, 4)
+    scores 0. Consecutive, so that a policy can execute it (a guess and its neighbours: with ten,
+    every units digit), and it pays whenever the policy has the tens right."""
+    k = rng.randint(2, 10)
     start = max(0, answer - rng.randint(0, k - 1))
     return "|".join(str(g) for g in range(start, start + k))
 
