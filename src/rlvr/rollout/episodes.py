@@ -209,10 +209,8 @@ class EpisodeRunner:
                 ep.turns.append({"role": "model", "text": text})
                 texts.append(text)
             t1 = time.perf_counter()
-            replies: list[Turn] = list(
-                self.pool.map(lambda a: a[0].step(a[1]), [(episodes[i].env, t) for i, t in
-                                                           zip(active, texts, strict=True)])
-            )  # fmt: skip
+            turns = [(episodes[i].env, text) for i, text in zip(active, texts, strict=True)]
+            replies: list[Turn] = list(self.pool.map(lambda et: et[0].step(et[1]), turns))
             self.seconds["verify"] += time.perf_counter() - t1
             still = []
             for i, reply in zip(active, replies, strict=True):
