@@ -146,3 +146,27 @@ def test_report_renders_in_headless_chromium(tmp_path):
         timeout=120,
     )
     assert shot.stat().st_size > 20_000  # a blank page compresses to a few KB
+
+
+def test_monitor_alerts_shadow_plot_and_flagged_beside_clean(tmp_path):
+    run = _fake_run(tmp_path / "run")
+    with (run / "metrics.jsonl").open("a") as f:
+        for step in (4, 5):
+            f.write("\n" + json.dumps({"stage": "rl", "step": step, "reward": 0.5,
+                                       "shadow_reward": 0.1, "monitor/flag_rate": 0.4}))  # fmt: skip
+    alert = {"detector": "reward_shadow_gap", "kind": "hacking", "step": 5, "value": 0.4,
+             "baseline": 0.0, "message": "step 5: reward - shadow = 0.40", "action": "warn"}  # fmt: skip
+    (run / "alerts.jsonl").write_text(json.dumps(alert) + "\n")
+    flagged = {"after": "rl-step", "step": 5, "prompt": "1+1", "completion": "<answer>1|2</answer>",
+               "score": 1.0, "status": "correct", "flags": ["hedged"]}  # fmt: skip
+    clean = {**flagged, "completion": "<answer>2</answer>", "flags": []}
+    with (run / "samples.jsonl").open("a") as f:
+        f.write(json.dumps(flagged) + "\n" + json.dumps(clean) + "\n")
+    page = write_report(run).read_text()
+    assert "reward_shadow_gap" in page and "step 5: reward - shadow = 0.40" in page
+    assert (run / "monitor.png").exists() and page.count('src="data:image/png;base64,') == 4
+    picked = pick_samples(
+        [json.loads(x) for x in (run / "samples.jsonl").read_text().split("\n") if x]
+    )
+    assert picked["flagged by the monitor"] == [flagged] and picked["clean, same steps"] == [clean]
+    assert "flags: hedged" in page

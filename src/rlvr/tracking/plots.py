@@ -108,4 +108,36 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     out.append(run_dir / "diagnostics.png")
     fig.savefig(out[-1], dpi=100)
     plt.close(fig)
-    return out
+    monitor = _monitor_plot(run_dir, records)
+    return out + ([monitor] if monitor else [])
+
+
+def _monitor_plot(run_dir: Path, records: list[dict[str, Any]]) -> Path | None:
+    """Reward against the shadow verifier's score, and the share of flagged samples, with the
+    monitor's alerts marked: the picture of a run learning its verifier instead of its task."""
+    reward = _series(records, "reward", "rl")
+    shadow = _series(records, "shadow_reward", "rl")
+    flags = _series(records, "monitor/flag_rate", "rl")
+    if not shadow[0] and not flags[0]:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(*reward, color=STAGE_COLOURS["rl"], label="reward")
+    if shadow[0]:
+        ax.plot(*shadow, color="tab:purple", label="shadow verifier (not rewarded)")
+    if flags[0]:
+        ax.plot(*flags, color="tab:gray", linestyle="--", label="flagged share")
+    alerts = run_dir / "alerts.jsonl"
+    if alerts.exists():
+        import json
+
+        for line in alerts.read_text().splitlines():
+            a = json.loads(line)
+            colour = "tab:red" if a.get("kind") == "hacking" else "tab:olive"
+            ax.axvline(a["step"], color=colour, alpha=0.6, linewidth=1)
+    ax.set(xlabel="RL step", title="Monitor: reward, shadow score, flags (lines: alerts)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path = run_dir / "monitor.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

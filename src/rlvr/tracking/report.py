@@ -85,6 +85,13 @@ def pick_samples(samples: list[dict[str, Any]], n: int = SHOWN) -> dict[str, lis
     best = [s for s in reversed(by_score) if s.get("score", 0.0) > 0][:n]
     worst = [s for s in by_score if s not in best][:n]
     picked = {"best": best, "worst": worst, "flagged": (flagged + short_correct)[:n]}
+    scanned = [s for s in samples if "flags" in s]
+    if scanned:  # the monitor's flags: flagged samples beside clean ones of the same steps
+        by_monitor = [s for s in scanned if s["flags"]][-n:]
+        steps = {s.get("step") for s in by_monitor}
+        clean = [s for s in scanned if not s["flags"] and s.get("step") in steps][-n:]
+        picked["flagged by the monitor"] = by_monitor
+        picked["clean, same steps"] = clean
     if any(s.get("turns") for s in samples):  # episodes: the latest ones fixed after feedback
         fixed = [
             s
@@ -113,6 +120,8 @@ def _episode(turns: list[dict[str, Any]]) -> str:
 def _sample_block(s: dict[str, Any]) -> str:
     status = str(s.get("status", ""))
     where = f"{s.get('after', '?')} step {s.get('step', '?')}"
+    if s.get("flags"):
+        where += f" — flags: {', '.join(s['flags'])}"
     if s.get("variant"):
         where += f" ({s['variant']})"
     if s.get("turns"):
@@ -159,6 +168,20 @@ def render_report(run_dir: str | Path) -> str:
         result = json.loads(path.read_text())
         parts.append(f"<h3>{_esc(path.name)}</h3>")
         parts.append(_table({k: v for k, v in result.items() if k != "samples"}))
+
+    alerts = _read_jsonl(run_dir / "alerts.jsonl")
+    parts.append("<h2>Monitor alerts</h2>")
+    if alerts:
+        head = "<tr><th>step</th><th>kind</th><th>detector</th><th>action</th><th>what</th></tr>"
+        rows = "".join(
+            f"<tr><td class='num'>{_esc(a.get('step'))}</td><td>{_esc(a.get('kind'))}</td>"
+            f"<td>{_esc(a.get('detector'))}</td><td>{_esc(a.get('action', 'warn'))}</td>"
+            f"<td>{_esc(a.get('message'))}</td></tr>"
+            for a in alerts
+        )
+        parts.append(f"<table>{head}{rows}</table>")
+    else:
+        parts.append("<p>none</p>")
 
     parts.append("<h2>Plots</h2>")
     if read_metrics(run_dir):

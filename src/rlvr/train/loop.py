@@ -185,7 +185,10 @@ def keep_samples(ctx: RunContext, batch: Batch, step: int) -> None:
     if not n:
         return
     order = sorted(range(len(batch.verdicts)), key=lambda i: batch.verdicts[i].score)
-    picks = sorted(set(order[: n // 2 + n % 2] + order[len(order) - n // 2 :]))
+    picks = set(order[: n // 2 + n % 2] + order[len(order) - n // 2 :])
+    if batch.report is not None:  # and the first flagged sample, to show beside clean ones
+        picks |= set([i for i, f in enumerate(batch.report.flags) if f][:1])
+    picks = sorted(picks)
     with (ctx.dir / "samples.jsonl").open("a") as f:
         for i in picks:
             v = batch.verdicts[i]
@@ -200,4 +203,8 @@ def keep_samples(ctx: RunContext, batch: Batch, step: int) -> None:
             }
             if batch.rollouts.turns is not None:
                 row["turns"] = batch.rollouts.turns[i]
+            if batch.report is not None:
+                row["flags"] = batch.report.flags[i]
+                if batch.report.shadow is not None:
+                    row["shadow_score"] = batch.report.shadow[i]
             f.write(json.dumps(row) + "\n")
