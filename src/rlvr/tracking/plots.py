@@ -60,7 +60,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         ]
         ax.plot(x, smooth, color=STAGE_COLOURS["rl"], label=f"reward (mean of {w})")
     ax.set(xlabel="RL step", ylabel="mean reward", title="RL training reward", ylim=(-0.02, 1.02))
-    ax.legend(loc="lower right")
+    if x:
+        ax.legend(loc="lower right")
     fig.tight_layout()
     out.append(run_dir / "reward.png")
     fig.savefig(out[-1], dpi=100)
@@ -85,7 +86,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         title="Held-out accuracy",
         ylim=(-0.02, 1.02),
     )
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     out.append(run_dir / "heldout.png")
     fig.savefig(out[-1], dpi=100)
