@@ -56,7 +56,8 @@ def test_train_eval_report_on_your_model_and_data(workdir):
 
     rlvr("report", str(run))
     page = (run / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 3 and "eval.json" in page
+    assert page.count('src="data:image/png;base64,') == 4  # reward, held-out, diagnostics, monitor
+    assert "eval.json" in page
 
 
 def test_train_with_lora(workdir):

@@ -11,7 +11,7 @@ import pytest
 
 import rlvr.envs as envs
 from rlvr.envs import BlankFeedback, Turn, get_env_family, make, register_env
-from rlvr.envs.code_feedback import HIDDEN_POINTS
+from rlvr.envs.code_feedback import HIDDEN_POINTS, NAMES
 from rlvr.tasks.base import Example
 from rlvr.verifiers.base import Verdict
 
@@ -35,14 +35,15 @@ def problem_with_choices() -> Example:
 def test_problems_split_by_prompt_and_cover_every_pair():
     train, heldout = FAMILY.examples("train"), FAMILY.examples("heldout")
     assert not {e.prompt for e in train} & {e.prompt for e in heldout}
-    assert len(train) + len(heldout) == 100 * 10  # every (a, b) pair under every name
+    top = train[0].meta["coef_max"]
+    assert len(train) + len(heldout) == (top + 1) ** 2 * len(NAMES)  # every (a, b) under every name
     # within a training prompt every consistent b is present: nothing to learn but the feedback
     by_prompt: dict[str, set[int]] = {}
     for e in train:
         by_prompt.setdefault(e.prompt, set()).add(e.reference["b"])
     for prompt, bs in by_prompt.items():
         total = int(prompt.split("=")[1])
-        assert bs == set(range(max(0, total - 9), min(9, total) + 1)), prompt
+        assert bs == set(range(max(0, total - top), min(top, total) + 1)), prompt
     assert FAMILY.examples("train", seed=1)[0].id != FAMILY.examples("train", seed=2)[0].id
     assert [e.id for e in FAMILY.examples("train", 5, seed=3)] == [
         e.id for e in FAMILY.examples("train", seed=3)[:5]

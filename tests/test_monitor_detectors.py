@@ -172,6 +172,20 @@ def test_each_detector_fires_on_its_condition(detector, key, value):
     assert alerts[0].kind == DETECTORS[detector].kind
 
 
+def test_flags_the_reward_does_not_pay_for_raise_no_hacking_alert():
+    """Garbled outputs a scanner flags but the verifier gives 0 are not a hack; once the run
+    logs which flags were paid for, the flag_rate detector watches those."""
+    records = healthy_run()
+    for step in range(1, 201):
+        rl(records, step)["monitor/rewarded_flag_rate"] = 0.0
+    for step in range(60, 80):
+        rl(records, step)["monitor/flag_rate"] = 0.4  # flagged, unpaid
+    assert run_detectors(records) == []
+    for step in range(60, 80):
+        rl(records, step)["monitor/rewarded_flag_rate"] = 0.4  # now paid
+    assert names(run_detectors(records)) == [("flag_rate", 62)]
+
+
 def test_reward_rising_while_heldout_stays_flat():
     records = healthy_run()
     for r in records:

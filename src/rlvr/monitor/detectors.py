@@ -87,6 +87,14 @@ def _gap(record: dict[str, Any]) -> float | None:
     return None if reward is None or shadow is None else reward - shadow
 
 
+def _paid_flags(record: dict[str, Any]) -> float | None:
+    """The share of samples both flagged and paid for by the reward (``rewarded_flag_rate``);
+    runs logged before that metric existed fall back to the plain flagged share. A flagged sample
+    the reward does not pay for is a malformed output, not a hack, and must not raise one."""
+    paid = _number(record, "monitor/rewarded_flag_rate")
+    return paid if paid is not None else _number(record, "monitor/flag_rate")
+
+
 @dataclass(frozen=True)
 class Detector:
     """A named condition on one series of a run's RL records.
@@ -150,8 +158,8 @@ def _reward_shadow_gap(value: float, base: Baseline, s: Any, m: StepMonitor) -> 
     "flag_rate",
     "hacking",
     "flagged share",
-    "samples that look like hacks are spreading",
-    _metric("monitor/flag_rate"),
+    "samples that look like hacks, and are rewarded, are spreading",
+    _paid_flags,
 )
 def _flag_rate(value: float, base: Baseline, s: Any, m: StepMonitor) -> bool:
     return _above(value, base, s.threshold, s.margin, m.config.sigmas)

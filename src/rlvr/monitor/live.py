@@ -52,10 +52,22 @@ class SampleReport:
     shadow: list[float] | None
     penalize: list[bool]
     drop: list[bool]  # no gradient (``filter``)
+    rewards: list[float] | None = None  # the verifier's, before any penalty
 
     @property
     def flag_rate(self) -> float:
         return sum(bool(f) for f in self.flags) / max(len(self.flags), 1)
+
+    @property
+    def rewarded_flag_rate(self) -> float | None:
+        """The share of samples both flagged and paid for: by more than the shadow verifier
+        gives them when there is one, else by any reward. A flagged sample the reward does not
+        pay for is a malformed output, not a hack."""
+        if self.rewards is None:
+            return None
+        shadow = self.shadow or [0.0] * len(self.rewards)
+        paid = [bool(f) and r > s for f, r, s in zip(self.flags, self.rewards, shadow, strict=True)]
+        return sum(paid) / max(len(paid), 1)
 
 
 class RunMonitor:
@@ -92,6 +104,8 @@ class RunMonitor:
         out: dict[str, float] = {}
         if self.scanner is not None:
             out["monitor/flag_rate"] = report.flag_rate
+            if report.rewarded_flag_rate is not None:
+                out["monitor/rewarded_flag_rate"] = report.rewarded_flag_rate
             counts: dict[str, int] = {}
             for fs in report.flags:
                 for f in fs:

@@ -14,7 +14,9 @@ From samples, per step: ``reward`` (mean), ``reward_std`` (population), ``comple
 cancels), ``shadow_reward`` (mean of an optional per-row ``shadow_reward``: a stricter score that
 was not the reward), ``frac_reward_zero_std`` (share of groups of two or more samples whose
 rewards are all equal; a group is the row's ``group`` field, else its ``prompt``) and
-``monitor/flag_rate``: the share of the scanned samples that a scanner flagged. Which scanner:
+``monitor/flag_rate``: the share of the scanned samples that a scanner flagged (and
+``monitor/rewarded_flag_rate``, those of them the reward paid more than their shadow score, or
+more than 0 without one: what the ``flag_rate`` detector watches). Which scanner:
 
 * code -- a completion with a fenced block (````` ``` `````), or one that parses as Python with
   at least one statement that is not a bare expression (``def``, ``import``, an assignment, a
@@ -177,17 +179,19 @@ def step_records(
         sized = [g for g in groups.values() if len(g) >= 2]
         if sized:
             record["frac_reward_zero_std"] = sum(len(set(g)) == 1 for g in sized) / len(sized)
-        scanned = flagged = 0
+        scanned = flagged = paid = 0
         for s in samples:
             flags = _flags(s)
             if flags is None:
                 continue
             scanned += 1
             flagged += bool(flags)
+            paid += bool(flags) and s["reward"] > (_number(s.get("shadow_reward")) or 0.0)
             if flag_counts is not None:
                 flag_counts.update(flags)
         if scanned:
             record["monitor/flag_rate"] = flagged / scanned
+            record["monitor/rewarded_flag_rate"] = paid / scanned
         records.append(record)
     return records, skipped
 

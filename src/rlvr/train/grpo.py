@@ -138,6 +138,7 @@ def collect_batch(
     if monitor is not None:
         t0 = time.perf_counter()
         report = monitor.samples(ro.texts, [e.reference for e in rows])
+        report.rewards = rewards.tolist()
         seconds["monitor"] = time.perf_counter() - t0
         if any(report.penalize):
             rewards = rewards.masked_fill(torch.tensor(report.penalize), 0.0)
