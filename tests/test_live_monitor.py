@@ -8,6 +8,7 @@ import itertools
 import json
 
 import torch
+from test_main_job import SMOKE, rlvr
 
 from rlvr.config import AlgorithmConfig
 from rlvr.monitor.config import MonitorConfig
@@ -17,7 +18,6 @@ from rlvr.rollout.sources import Collected
 from rlvr.tasks.base import Example
 from rlvr.train.grpo import collect_batch
 from rlvr.verifiers import Verdict
-from test_main_job import SMOKE, rlvr
 
 HEDGE = "<answer>12|13|14</answer>"
 
@@ -69,7 +69,9 @@ class FixedSource:
             truncated=torch.zeros(n, dtype=torch.bool),
             group_size=2,
         )
-        return Collected(ro, [Verdict(r, "correct" if r else "wrong") for r in self.rewards], {"generate": 0.0})
+        return Collected(
+            ro, [Verdict(r, "correct" if r else "wrong") for r in self.rewards], {"generate": 0.0}
+        )
 
 
 def batch(tmp_path, action: str):
