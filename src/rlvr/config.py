@@ -129,6 +129,15 @@ class AlgorithmConfig(Section):
     overlong_penalty: float = Field(1.0, ge=0)
     dynamic_sampling: bool = False
     max_resample_rounds: int = Field(3, ge=0)
+    importance_correction: str = Field(
+        "truncate",
+        description="how the loss corrects samples of an older policy (scale.mode: async): "
+        "truncate (TIS: weight min(pi_old / mu, C)), mask (drop tokens whose weight exceeds "
+        "C), none",
+    )
+    importance_clip: float = Field(
+        2.0, gt=0, description="C, the truncation of the behaviour importance weight"
+    )
 
 
 class SFTConfig(Section):
