@@ -57,6 +57,12 @@ class Scaled(Protocol):
     def close(self) -> None: ...
 
 
+def share(n: int, rank: int, world: int) -> range:
+    """Worker ``rank``'s share of ``n`` groups: a contiguous run, the runs as even as can be
+    (a group's samples depend on its key, not on who samples it)."""
+    return range(n * rank // world, n * (rank + 1) // world)
+
+
 def torchrun_world() -> int:
     """The number of ranks when this process was started by ``torchrun`` (or any launcher that
     sets torch.distributed's ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``), else 1."""

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from rlvr.config import RunConfig
+from rlvr.scale import share
 from rlvr.scale.weights import build_policy
 from rlvr.train.grpo import Batch, loss_settings, update_policy
 from rlvr.train.loop import LocalLearner, rl_optimizer
@@ -29,8 +30,8 @@ SHARED = ("grad_norm", "learning_rate")
 
 
 def group_share(n_rows: int, group_size: int, rank: int, world: int) -> torch.Tensor:
-    """The rows of learner ``rank``: a contiguous run of whole groups."""
-    groups = torch.arange(n_rows // group_size).tensor_split(world)[rank]
+    """The rows of learner ``rank``: its share of the groups, whole."""
+    groups = torch.tensor(share(n_rows // group_size, rank, world), dtype=torch.long)
     return (groups[:, None] * group_size + torch.arange(group_size)).flatten()
 
 

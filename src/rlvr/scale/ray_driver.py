@@ -41,7 +41,7 @@ from rlvr.faults import ENV, ONCE
 from rlvr.rollout.generate import Rollouts
 from rlvr.rollout.sampling import sample_key
 from rlvr.rollout.sources import Collected, RolloutSource, SingleTurn
-from rlvr.scale import ScaleError
+from rlvr.scale import ScaleError, share
 from rlvr.scale.learner import combine_metrics
 from rlvr.scale.ray_actors import RayLearner, RayRolloutWorker
 from rlvr.scale.verifier_worker import VerifierWorker
@@ -79,12 +79,6 @@ def connect(cfg: Any, cpus: int) -> bool:
             logging_level="WARNING",
         )
     return True
-
-
-def spans(n: int, parts: int) -> list[tuple[int, int]]:
-    """``range(n)`` cut in ``parts`` contiguous runs as even as can be, empty ones left out."""
-    cuts = [n * i // parts for i in range(parts + 1)]
-    return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
 
 @dataclass
@@ -227,21 +221,22 @@ class RaySource:
         version = self.learners.version
         weights = [self.learners.weights[version]]  # in a list: passed as a reference
         req = Request(step, version, examples, keys)
-        G = self.group_size
-        for w, (lo, hi) in enumerate(spans(len(examples), len(self.workers))):
-            texts, sampled = (
-                self.workers[w]
-                .generate.options(num_returns=2)
-                .remote(step, version, weights, examples[lo:hi], keys[lo:hi])
-            )
+        G, W, V = self.group_size, len(self.workers), len(self.verifiers)
+        for w, worker in enumerate(self.workers):
+            mine = share(len(examples), w, W)
+            if not mine:
+                continue
+            part = slice(mine.start, mine.stop)
+            call = worker.generate.options(num_returns=2)
+            texts, sampled = call.remote(step, version, weights, examples[part], keys[part])
             req.sampled.append(sampled)
-            refs = [e.reference for e in examples[lo:hi] for _ in range(G)]
-            req.verdicts.append(
-                [
-                    (j, self.verifiers[j].score.remote(step, texts, refs[a:b], a, b))
-                    for j, (a, b) in enumerate(spans(len(refs), len(self.verifiers)))
-                ]
-            )
+            refs = [e.reference for e in examples[part] for _ in range(G)]
+            scored = []
+            for j, verifier in enumerate(self.verifiers):
+                if rows := share(len(refs), j, V):
+                    a, b = rows.start, rows.stop
+                    scored.append((j, verifier.score.remote(step, texts, refs[a:b], a, b)))
+            req.verdicts.append(scored)
         return req
 
     def collect(self, policy: Any, examples: list[Example], keys: list[int]) -> Collected:

@@ -30,7 +30,7 @@ from rlvr.config import ConfigError
 from rlvr.context import RunContext, rollout_source
 from rlvr.rollout.generate import Rollouts
 from rlvr.rollout.sources import Collected, RolloutSource
-from rlvr.scale import ScaleError, torchrun_rank, torchrun_world
+from rlvr.scale import ScaleError, share, torchrun_rank, torchrun_world
 from rlvr.scale.learner import build_learner, combine_metrics, update_share
 from rlvr.scale.weights import checksum, policy_payload
 from rlvr.tasks.base import Example
@@ -71,10 +71,6 @@ def _gather(value: Any) -> list[Any] | None:
     return out
 
 
-def _share(n: int, rank: int, world: int) -> slice:
-    return slice(n * rank // world, n * (rank + 1) // world)
-
-
 def stop() -> None:
     """Release the ranks that serve (rank 0, once, when its command has finished). Not on an
     error: the others may be inside a collective then, and torchrun ends them when rank 0
@@ -104,7 +100,8 @@ def serve() -> None:
     while (message := _receive())[0] != "stop":
         if message[0] == "collect":
             _, examples, keys = message
-            part = _share(len(examples), rank, world)
+            r = share(len(examples), rank, world)
+            part = slice(r.start, r.stop)
             got = source.collect(learner.policy, examples[part], keys[part]) if keys[part] else None
             _gather((got, checksum(learner.policy)))
         elif message[0] == "update":
@@ -155,7 +152,8 @@ class TorchrunRun:
     # -- the source ----------------------------------------------------------------------------
     def collect(self, policy: Any, examples: list[Example], keys: list[int]) -> Collected:
         _send(("collect", examples, keys))
-        part = _share(len(examples), 0, self.world)
+        r = share(len(examples), 0, self.world)
+        part = slice(r.start, r.stop)
         mine = None
         if keys[part]:
             mine = self.local_source.collect(self.local.policy, examples[part], keys[part])
