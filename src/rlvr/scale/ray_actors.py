@@ -58,7 +58,10 @@ class RayLearner:
             port = s.getsockname()[1]
         return ray.util.get_node_ip_address(), port
 
-    def join(self, host: str, port: int, backend: str) -> None:
+    def join(self, host: str, port: int) -> None:
+        """Join the group: NCCL when the policy is on a GPU, else gloo."""
+        gpu = next(self.learner.policy.parameters()).is_cuda
+        backend = "nccl" if gpu else "gloo"
         dist.init_process_group(
             backend, init_method=f"tcp://{host}:{port}", rank=self.rank, world_size=self.world
         )

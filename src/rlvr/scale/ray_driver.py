@@ -81,6 +81,12 @@ def connect(cfg: Any, cpus: int) -> bool:
     return True
 
 
+def gpus(cfg: Any) -> int:
+    """One GPU per learner and rollout worker when the policy goes on GPUs and the cluster has
+    them (untested here: this machine has none)."""
+    return int(cfg.model.device != "cpu" and ray.cluster_resources().get("GPU", 0) > 0)
+
+
 @dataclass
 class Request:
     """One step's (or one resampling round's) groups, out on the rollout workers."""
@@ -110,16 +116,15 @@ class RayLearners:
         state = ray.put(local.trainer_state())
         threads = torch.get_num_threads()  # the update's shards: as in one process
         actor = ray.remote(RayLearner).options(
-            num_cpus=1, max_restarts=0, runtime_env={"env_vars": actor_env()}
+            num_cpus=1, num_gpus=gpus(cfg), max_restarts=0, runtime_env={"env_vars": actor_env()}
         )
         self.actors = [
             actor.remote(cfg, payload, reference, state, max_tokens, rank, sc.learners, threads)
             for rank in range(sc.learners)
         ]
         if sc.learners > 1:
-            backend = "nccl" if torch.cuda.is_available() and cfg.model.device != "cpu" else "gloo"
             host, port = self._get([self.actors[0].address.remote()])[0]
-            self._get([a.join.remote(host, port, backend) for a in self.actors])
+            self._get([a.join.remote(host, port) for a in self.actors])
         self.version = version
         self.weights = {version: ray.put(state_of(local.policy))}
         self.checksums = {version: checksum(local.policy)}
@@ -190,14 +195,17 @@ class RaySource:
         cfg, sc = ctx.cfg, ctx.cfg.scale
         self.cfg, self.learners = cfg, learners
         self.group_size, self.max_tokens = local.group_size, local.max_tokens
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pad = tokenizer.pad_token_id
+        self.pad = pad if pad is not None else tokenizer.eos_token_id
         self.single_turn = isinstance(local, SingleTurn)
         restart = {
             "max_restarts": RESTARTS,
             "max_task_retries": RESTARTS,
             "runtime_env": {"env_vars": actor_env()},
         }
-        worker = ray.remote(RayRolloutWorker).options(num_cpus=sc.worker_threads, **restart)
+        worker = ray.remote(RayRolloutWorker).options(
+            num_cpus=sc.worker_threads, num_gpus=gpus(cfg), **restart
+        )
         # without weights: a worker (and one Ray restarts) loads those its first request names
         self.workers = [
             worker.remote(cfg, tokenizer, learners.architecture, None, sc.worker_threads)

@@ -130,7 +130,8 @@ class TorchrunRun:
     ) -> None:  # fmt: skip
         self.local_source, self.local = source, learner
         self.group_size, self.max_tokens = source.group_size, source.max_tokens
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pad = tokenizer.pad_token_id
+        self.pad = pad if pad is not None else tokenizer.eos_token_id
         self.version = version
         self.world = dist.get_world_size()
         reference = learner.reference
