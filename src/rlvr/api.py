@@ -33,9 +33,9 @@ def _one_process(command: str) -> None:
     from rlvr.scale import torchrun_world
 
     if torchrun_world() > 1:
-        from rlvr.scale.torchrun import run_ranks
+        from rlvr.scale.torchrun import only_train
 
-        run_ranks(command, None)  # raises: this command runs in one process
+        only_train(command)
 
 
 def run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def train(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     if torchrun_world() > 1:  # rank 0 trains; the other ranks serve it (and return {})
         from rlvr.scale.torchrun import run_ranks
 
-        return run_ranks("train", lambda: _single_stage(cfg, "rl", resume, init=init))
+        return run_ranks(lambda: _single_stage(cfg, "rl", resume, init=init))
     return _single_stage(cfg, "rl", resume, init=init)
 
 

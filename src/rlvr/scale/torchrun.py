@@ -20,6 +20,7 @@ too).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -204,14 +205,18 @@ def scale_out_torchrun(
     return TorchrunRun(ctx, tokenizer, source, learner, version)
 
 
-def run_ranks(command: str, rank0: Any) -> Any:
-    """Run ``rank0`` (a command's work) on rank 0 while the other ranks serve it; only
-    ``rlvr train`` is data-parallel."""
+def only_train(command: str) -> None:
+    """Under torchrun only ``rlvr train`` is data-parallel: any other command is an error."""
     if command != "train":
         raise ConfigError(
             f"under torchrun only `rlvr train` runs data-parallel; run `rlvr {command}` in one "
             "process"
         )
+
+
+def run_ranks(rank0: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``rlvr train``: ``rank0`` (the command's work) on rank 0 while the other ranks serve it;
+    their result is empty."""
     init()
     if torchrun_rank() > 0:
         serve()
@@ -221,4 +226,4 @@ def run_ranks(command: str, rank0: Any) -> Any:
     return result
 
 
-__all__ = ["run_ranks", "scale_out_torchrun", "serve", "torchrun_world"]
+__all__ = ["only_train", "run_ranks", "scale_out_torchrun", "serve", "torchrun_world"]
