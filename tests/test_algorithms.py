@@ -183,6 +183,54 @@ def test_gspo_sequence_ratio_is_the_geometric_mean_of_token_ratios() -> None:
     assert m["clip_ratio/high_mean"] == 1.0
 
 
+# -- importance correction for samples of an older policy (asynchronous RL) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("correction", "weights"),
+    [("truncate", [0.5, 2.0, 1.0]), ("mask", [0.5, 0.0, 1.0]), ("none", [1.0, 1.0, 1.0])],
+)
+def test_behaviour_correction_by_hand(correction: str, weights: list[float]) -> None:
+    """pi_old = pi_theta (mu = 1, ratio 1); the behaviour policy mu gave the three tokens
+    probabilities 2, 1/3 and 1 times pi_old's: raw weights pi_old / mu = 0.5, 3 and 1; C = 2.
+    The third token is masked: whatever its log-probs, weight 1 and no loss."""
+    logp = torch.log(torch.tensor([[0.4, 0.3, 0.9]])).requires_grad_(True)
+    behaviour = torch.log(torch.tensor([[0.8, 0.1, 0.05]]))
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    s = LossSettings(importance_correction=correction, importance_clip=2.0)
+    loss, m = policy_loss(
+        logp, logp.detach(), torch.tensor([1.0]), mask, s, behaviour_logp=behaviour
+    )
+    loss.backward()
+    w = weights[:2]
+    # per-token loss -w * rho * A with rho = 1; the sequence mean over the two real tokens
+    assert float(loss.detach()) == pytest.approx(-(w[0] + w[1]) / 2)
+    # d/d logp of -w * exp(logp - old) * A / 2 = -w / 2; the weight itself carries no gradient
+    close(logp.grad, [[-w[0] / 2, -w[1] / 2, 0.0]])
+    assert m["importance/weight_mean"] == pytest.approx((w[0] + w[1]) / 2)
+    assert m["importance/clipped_frac"] == pytest.approx(0.5)  # the 3 > C
+
+
+def test_behaviour_weight_multiplies_the_clipped_surrogate() -> None:
+    """rho = 1.5 (clipped at 1.2 with A > 0) and w = 0.5: the term is -0.5 * 1.2 * A."""
+    logp = torch.tensor([[math.log(1.5)]], requires_grad=True)
+    old, behaviour = torch.zeros(1, 1), torch.tensor([[math.log(2.0)]])
+    loss, _ = policy_loss(
+        logp, old, torch.tensor([2.0]), torch.ones(1, 1), LossSettings(), behaviour_logp=behaviour
+    )
+    assert float(loss.detach()) == pytest.approx(-0.5 * 1.2 * 2.0)
+
+
+def test_without_behaviour_log_probs_the_loss_is_unchanged() -> None:
+    logp = torch.tensor([[-0.7, -1.1]], requires_grad=True)
+    old = torch.tensor([[-0.6, -1.0]])
+    adv, mask = torch.tensor([0.8]), torch.ones(1, 2)
+    plain, m = policy_loss(logp, old, adv, mask, LossSettings())
+    same, _ = policy_loss(logp, old, adv, mask, LossSettings(), behaviour_logp=old)
+    assert float(plain) == float(same)
+    assert "importance/weight_mean" not in m
+
+
 # -- aggregation ---------------------------------------------------------------------------------
 
 VALUES = torch.tensor([[1.0, 2.0, 3.0], [4.0, 7.0, 7.0]])
@@ -408,6 +456,54 @@ def test_update_gradient_is_the_full_batch_loss_gradient(
     got = torch.cat([p.grad.flatten() for p in m.parameters()])
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-4)
     assert out["loss"] == pytest.approx(float(loss), abs=1e-6)
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_stale_rows_are_weighted_by_their_behaviour_log_probs(tiny, threads, monkeypatch) -> None:
+    """Rows marked stale (sampled by an older policy) enter the loss with weights pi_old / mu
+    from their recorded behaviour log-probs; the others with weight 1. The update's gradient is
+    that of the whole batch's loss computed so, in one piece."""
+    monkeypatch.setenv("RLVR_UPDATE_THREADS", threads)
+    import copy
+
+    import rlvr.train.grpo as grpo
+    from rlvr.config import AlgorithmConfig, RLConfig, RolloutConfig
+    from rlvr.train.logprobs import token_logprobs
+
+    model, tokenizer = tiny
+    algo = AlgorithmConfig(beta=0.0, importance_clip=1.05)
+    rewards = (1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0)
+    batch = make_batch(
+        model, tokenizer, algo, RolloutConfig(group_size=2, max_new_tokens=8), rewards
+    )
+    ro = batch.rollouts
+    g = torch.Generator().manual_seed(0)  # as if an older policy had sampled these tokens
+    ro.logprobs = ro.logprobs + 0.2 * torch.randn(ro.logprobs.shape, generator=g)
+    batch.stale = torch.tensor([True, True, False, False, True, True, False, False])
+    settings = grpo.loss_settings(algo, 8)
+
+    whole = copy.deepcopy(model).train()
+    width = ro.completion_mask.shape[1]
+    logp, _ = token_logprobs(
+        whole, ro.input_ids, ro.attention_mask, width, temperature=ro.temperature
+    )
+    behaviour = torch.where(batch.stale[:, None], ro.logprobs, logp.detach())
+    loss, m = policy_loss(
+        logp, logp.detach(), batch.advantages, batch.loss_mask, settings, behaviour_logp=behaviour
+    )
+    loss.backward()
+    expected = torch.cat([p.grad.flatten() for p in whole.parameters()])
+    assert 0 < m["importance/clipped_frac"] < 1  # some weights truncated at 1.05, some not
+
+    m2 = copy.deepcopy(model)
+    opt = torch.optim.SGD(m2.parameters(), lr=0.0)
+    opt.zero_grad = lambda set_to_none=True: None
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    out = grpo.update_policy(m2, batch, opt, sched, settings, algo, RLConfig(max_grad_norm=1e9))
+    got = torch.cat([p.grad.flatten() for p in m2.parameters()])
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-4)
+    assert out["loss"] == pytest.approx(float(loss), abs=1e-6)
+    assert "importance/weight_mean" in out
 
 
 def test_all_tied_still_steps_adam(tiny) -> None:

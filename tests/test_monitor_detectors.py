@@ -173,8 +173,8 @@ def test_each_detector_fires_on_its_condition(detector, key, value):
 
 
 def test_flags_the_reward_does_not_pay_for_raise_no_hacking_alert():
-    """Garbled outputs a scanner flags but the verifier gives 0 are not a hack; once the run
-    logs which flags were paid for, the flag_rate detector watches those."""
+    """Garbled outputs a scanner flags but the verifier gives nothing for are not a hack: the
+    flag_rate detector counts a step's flags only when the reward paid for some of them."""
     records = healthy_run()
     for step in range(1, 201):
         rl(records, step)["monitor/rewarded_flag_rate"] = 0.0
@@ -182,7 +182,7 @@ def test_flags_the_reward_does_not_pay_for_raise_no_hacking_alert():
         rl(records, step)["monitor/flag_rate"] = 0.4  # flagged, unpaid
     assert run_detectors(records) == []
     for step in range(60, 80):
-        rl(records, step)["monitor/rewarded_flag_rate"] = 0.4  # now paid
+        rl(records, step)["monitor/rewarded_flag_rate"] = 0.05  # a few of them paid
     assert names(run_detectors(records)) == [("flag_rate", 62)]
 
 

@@ -28,9 +28,20 @@ def _recipe(cfg: RunConfig):
     return RECIPES[cfg.recipe]
 
 
+def _one_process(command: str) -> None:
+    """Under torchrun (several ranks) only ``rlvr train`` is data-parallel."""
+    from rlvr.scale import torchrun_world
+
+    if torchrun_world() > 1:
+        from rlvr.scale.torchrun import only_train
+
+        only_train(command)
+
+
 def run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     """The configured recipe (``cfg.recipe``) into the run directory; ``resume`` continues an
     interrupted run from its last checkpoint, exactly (README: "Interrupted runs")."""
+    _one_process("run")
     recipe = _recipe(cfg)
     ctx = RunContext(cfg, fresh=not resume)
     try:
@@ -42,6 +53,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
 def _single_stage(cfg: RunConfig, stage: str, resume: bool, **kwargs: Any) -> dict[str, Any]:
     """One stage of the recipe into the run directory: from scratch, or with ``resume`` from
     its last checkpoint (a stage already finished is then left as it is)."""
+    if stage != "rl":
+        _one_process({"sft": "sft", "rejection": "sample"}.get(stage, stage))
     recipe = _recipe(cfg)
     if stage not in recipe.STAGES:
         raise ConfigError(f"the {cfg.recipe} recipe has no {stage!r} stage")
@@ -72,6 +85,12 @@ def train(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     (or a fresh embedded model). Writes ``checkpoints/rl``; ``resume`` continues an
     interrupted one."""
     init = "sft" if (cfg.run_dir / "checkpoints" / "sft" / "config.json").exists() else "init"
+    from rlvr.scale import torchrun_world
+
+    if torchrun_world() > 1:  # rank 0 trains; the other ranks serve it (and return {})
+        from rlvr.scale.torchrun import run_ranks
+
+        return run_ranks(lambda: _single_stage(cfg, "rl", resume, init=init))
     return _single_stage(cfg, "rl", resume, init=init)
 
 

@@ -44,6 +44,26 @@ ResumeOpt = Annotated[
 ]
 
 
+RayOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ray",
+        help="run the RL stage on Ray actors, on a local cluster (scale.rollout_workers, "
+        "scale.verifier_workers, scale.learners, scale.mode; `pip install 'rlvr[ray]'`)",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="run the RL stage on this Ray cluster (e.g. auto)"),
+]
+
+
+def _scale_fields(ray: bool, ray_address: str | None) -> dict[str, Any]:
+    if ray_address:
+        return {"scale": {"ray": True, "ray_address": ray_address}}
+    return {"scale": {"ray": True}} if ray else {}
+
+
 def _run_dir_fields(out: Path | None, name: str | None) -> dict[str, Any]:
     """``--out DIR`` is the run directory itself: RunConfig keeps it as out_dir/name."""
     if out is None:
@@ -91,10 +111,13 @@ def run(
         ),
     ] = None,
     allow_weak_verifier: AllowWeakOpt = False,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """A whole recipe (default: DeepSeek-R1's cold-start SFT -> GRPO -> rejection sampling ->
     final SFT)."""
     fields: dict[str, Any] = {"seed": seed, "recipe": recipe, **_run_dir_fields(out, name)}
+    fields.update(_scale_fields(ray, ray_address))
     if allow_weak_verifier:
         fields["task"] = {"allow_weak_verifier": True}
     cfg = _config(config, set_, **fields)
@@ -212,11 +235,15 @@ def train(
     ] = None,
     resume: ResumeOpt = False,
     allow_weak_verifier: AllowWeakOpt = False,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """RL with GRPO (from this run's SFT checkpoint, or from --model)."""
+    """RL with GRPO (from this run's SFT checkpoint, or from --model). Data-parallel under
+    ``torchrun --nproc-per-node N -m rlvr train ...``; on Ray actors with --ray."""
     from rlvr import api
 
     fields: dict[str, Any] = {"seed": seed, **_run_dir_fields(out, name)}
+    fields.update(_scale_fields(ray, ray_address))
     model_fields = _model_fields(model, device, lora_r, lora_alpha, lora_targets, merge_lora)
     if model_fields:
         fields["model"] = model_fields
@@ -232,7 +259,9 @@ def train(
     if max_steps is not None:
         fields["rl"] = {"steps": max_steps}
     cfg = _config(config, set_, **fields)
-    _print_summary(api.train(cfg, resume=resume), f"train {cfg.run_dir}")
+    summary = api.train(cfg, resume=resume)
+    if summary:  # a torchrun rank above 0 has none: rank 0 writes the run
+        _print_summary(summary, f"train {cfg.run_dir}")
 
 
 @app.command()

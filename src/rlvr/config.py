@@ -129,6 +129,15 @@ class AlgorithmConfig(Section):
     overlong_penalty: float = Field(1.0, ge=0)
     dynamic_sampling: bool = False
     max_resample_rounds: int = Field(3, ge=0)
+    importance_correction: str = Field(
+        "truncate",
+        description="how the loss corrects samples of an older policy (scale.mode: async): "
+        "truncate (TIS: weight min(pi_old / mu, C)), mask (drop tokens whose weight exceeds "
+        "C), none",
+    )
+    importance_clip: float = Field(
+        2.0, gt=0, description="C, the truncation of the behaviour importance weight"
+    )
 
 
 class SFTConfig(Section):
@@ -205,6 +214,47 @@ class LoggingConfig(Section):
     )
 
 
+class ScaleConfig(Section):
+    """Scale-out (``rlvr.scale``): rollout, verifier and learner workers as Ray actors. Off by
+    default (one process); ``torchrun`` needs no setting here."""
+
+    ray: bool = Field(
+        False, description="run the RL stage on Ray actors (a local cluster unless ray_address)"
+    )
+    ray_address: str | None = Field(
+        None, description="join this Ray cluster (e.g. auto, ray://head:10001); implies ray"
+    )
+    rollout_workers: int = Field(1, ge=1, description="Ray actors that hold a policy copy")
+    verifier_workers: int = Field(1, ge=1, description="CPU actors that score completions")
+    learners: int = Field(1, ge=1, description="data-parallel learners (torch.distributed)")
+    worker_threads: int = Field(1, ge=1, description="torch threads per rollout worker")
+    mode: Literal["sync", "async"] = Field(
+        "sync", description="async: generation for step t+1 overlaps the update of step t"
+    )
+    max_staleness: int = Field(
+        1,
+        ge=0,
+        description="async: samples may come from a policy this many versions old (the "
+        "steps generated ahead); older ones are dropped; 0 is the synchronous run",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.ray or self.ray_address is not None
+
+    @model_validator(mode="after")
+    def _only_with_ray(self) -> ScaleConfig:
+        fields = ("rollout_workers", "verifier_workers", "learners", "worker_threads", "mode")
+        defaults = ScaleConfig.model_fields
+        changed = [f for f in fields if getattr(self, f) != defaults[f].default]
+        if changed and not self.enabled:
+            raise ValueError(
+                f"scale.{changed[0]} takes effect on Ray only: add --ray (scale.ray: "
+                "true) or --ray-address"
+            )
+        return self
+
+
 Recipe = Literal["r1", "agentic_code", "hack_demo"]
 
 
@@ -230,6 +280,7 @@ class RunConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
 
     @property
     def run_dir(self) -> Path:

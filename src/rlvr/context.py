@@ -23,7 +23,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -147,6 +147,35 @@ def episode_runner(
     return EpisodeRunner(tokenizer, codec, limits, e.workers or os.cpu_count() or 1)
 
 
+def rollout_source(
+    cfg: RunConfig, tokenizer: PreTrainedTokenizerBase, score: Any = None
+):  # -> rlvr.rollout.sources.SingleTurn | Episodes
+    """The run's rollout source: episodes in the run's environment (``env.name``), else
+    single-turn completions scored by ``score``. From the config alone, so that a rollout worker
+    on another machine (``rlvr.scale``) builds the same one (its ``score`` is None: verifier
+    workers score)."""
+    from functools import partial
+
+    from rlvr.rollout.sources import Episodes, SingleTurn
+
+    r = cfg.rollout
+    if cfg.env.name:
+        runner = episode_runner(cfg, tokenizer)
+        return Episodes(runner, partial(make_env, cfg), r.group_size, r.temperature, r.top_p)
+    return SingleTurn(
+        tokenizer, score, r.group_size, r.max_new_tokens, r.temperature, r.top_p,
+        formatter(cfg, tokenizer),
+    )  # fmt: skip
+
+
+def formatter(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Callable[[str], str]:
+    """A task prompt -> the text the policy continues (``rollout.prompts``)."""
+    from functools import partial
+
+    system, chat = cfg.task.system_prompt, cfg.task.use_chat_template
+    return partial(format_prompt, tokenizer, system_prompt=system, use_chat_template=chat)
+
+
 def build_task(cfg: RunConfig) -> Task:
     from rlvr.tasks.base import _TASKS  # the factory, to see which options it takes
 
@@ -264,9 +293,12 @@ class RunContext:
     def episode_runner(self, tokenizer: PreTrainedTokenizerBase, max_turns: int | None = None):
         return episode_runner(self.cfg, tokenizer, max_turns)
 
-    def formatter(self, tokenizer: PreTrainedTokenizerBase):
-        system, chat = self.cfg.task.system_prompt, self.cfg.task.use_chat_template
-        return lambda prompt: format_prompt(tokenizer, prompt, system, chat)
+    def formatter(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[str], str]:
+        return formatter(self.cfg, tokenizer)
+
+    def rollout_source(self, tokenizer: PreTrainedTokenizerBase):
+        """This run's rollout source (``rollout_source``), scored by its verifier pool."""
+        return rollout_source(self.cfg, tokenizer, None if self.verifier is None else self.score)
 
     def heldout(self) -> list[Example]:
         return self.task.examples("heldout", self.cfg.eval.heldout)

@@ -15,6 +15,13 @@ Options and where they come from:
 - aggregations: ``sequence`` = mean over sequences of per-sequence token means (the GRPO paper);
   ``token`` = mean over all tokens in the batch (DAPO); ``constant`` = sum over tokens divided by
   ``batch_size * max_completion_tokens`` (Dr. GRPO: no length bias).
+- ``behaviour_logp``: samples drawn by an older policy mu than pi_old (asynchronous RL, where
+  generation runs ahead of the update). The surrogate above stays the trust region around pi_old
+  (the "proximal" policy of decoupled PPO, Hilton et al. 2021; AReaL), and each token's term is
+  weighted by w_t = pi_old / mu, corrected as ``importance_correction`` says: ``truncate``
+  min(w_t, C) (truncated importance sampling, as verl's ``tis_imp_ratio_cap`` and OpenRLHF do),
+  ``mask`` w_t where w_t <= C and 0 above (the token leaves the loss), ``none`` 1. The weight
+  carries no gradient. KL and entropy terms are not weighted.
 Masked tokens (prompt, padding, whatever follows EOS) contribute nothing, by construction.
 """
 
@@ -24,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlvr.algorithms.registry import KL_ESTIMATORS, LOSS_AGGREGATIONS
+from rlvr.algorithms.registry import IMPORTANCE_CORRECTIONS, KL_ESTIMATORS, LOSS_AGGREGATIONS
 
 
 @LOSS_AGGREGATIONS.register("sequence")
@@ -46,6 +53,26 @@ def constant_normaliser(
     return (values * mask).sum() / norm
 
 
+@IMPORTANCE_CORRECTIONS.register("truncate")
+def truncated_weights(
+    old_logp: torch.Tensor, behaviour_logp: torch.Tensor, clip: float
+) -> torch.Tensor:
+    return torch.exp(old_logp - behaviour_logp).clamp(max=clip)
+
+
+@IMPORTANCE_CORRECTIONS.register("mask")
+def masked_weights(
+    old_logp: torch.Tensor, behaviour_logp: torch.Tensor, clip: float
+) -> torch.Tensor:
+    w = torch.exp(old_logp - behaviour_logp)
+    return torch.where(w <= clip, w, torch.zeros_like(w))
+
+
+@IMPORTANCE_CORRECTIONS.register("none")
+def no_weights(old_logp: torch.Tensor, behaviour_logp: torch.Tensor, clip: float) -> torch.Tensor:
+    return torch.ones_like(old_logp)
+
+
 @dataclass(frozen=True)
 class LossSettings:
     eps_low: float = 0.2
@@ -57,6 +84,8 @@ class LossSettings:
     aggregation: str = "sequence"
     max_completion_tokens: int | None = None  # for the "constant" aggregation
     entropy_coef: float = 0.0
+    importance_correction: str = "truncate"  # for samples of an older policy (behaviour_logp)
+    importance_clip: float = 2.0
 
 
 def importance_ratio(
@@ -80,11 +109,14 @@ def policy_loss(
     settings: LossSettings,
     ref_logp: torch.Tensor | None = None,
     entropy: torch.Tensor | None = None,
+    behaviour_logp: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss to minimise and its diagnostics (TRL's metric names where they exist).
 
-    Shapes: ``logp``, ``old_logp``, ``ref_logp``, ``mask``, ``entropy``: (B, T) over completion
-    tokens; ``advantages``: (B,). ``mask`` is 1.0 where a token carries loss.
+    Shapes: ``logp``, ``old_logp``, ``ref_logp``, ``behaviour_logp``, ``mask``, ``entropy``:
+    (B, T) over completion tokens; ``advantages``: (B,). ``mask`` is 1.0 where a token carries
+    loss. ``behaviour_logp``: the log-probs of the policy that sampled the tokens, when it is older
+    than pi_old (a row sampled by pi_old itself passes ``old_logp`` there: weight 1).
     """
     mask = mask.to(logp.dtype)
     adv = advantages.to(logp.dtype).unsqueeze(1)
@@ -101,6 +133,12 @@ def policy_loss(
         objective = torch.where(
             adv < 0, torch.maximum(objective, settings.dual_clip * adv), objective
         )
+    weight = None
+    if behaviour_logp is not None:
+        behaviour_logp = torch.where(keep, behaviour_logp, old_logp)
+        correct = IMPORTANCE_CORRECTIONS.get(settings.importance_correction)
+        weight = correct(old_logp.detach(), behaviour_logp, settings.importance_clip).detach()
+        objective = objective * weight
     per_token = -objective
     kl = None
     if settings.beta > 0:
@@ -124,4 +162,10 @@ def policy_loss(
         }
         if kl is not None:
             metrics["kl"] = float((kl * mask).sum() / n)
+        if weight is not None:
+            raw = torch.exp(old_logp - behaviour_logp)
+            metrics["importance/weight_mean"] = float((weight * mask).sum() / n)
+            metrics["importance/clipped_frac"] = float(
+                ((raw > settings.importance_clip) * mask).sum() / n
+            )
     return loss, metrics

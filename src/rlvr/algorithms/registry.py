@@ -33,3 +33,4 @@ class Registry:
 ADVANTAGE_ESTIMATORS = Registry("advantage estimator")
 KL_ESTIMATORS = Registry("KL estimator")
 LOSS_AGGREGATIONS = Registry("loss aggregation")
+IMPORTANCE_CORRECTIONS = Registry("importance correction")

@@ -37,8 +37,8 @@ class RewardShadowGap(DetectorSettings):
 
 
 class FlagRate(DetectorSettings):
-    """monitor/rewarded_flag_rate: the share of a step's samples that a scanner flagged and the
-    reward paid for (more than the shadow verifier, when there is one)."""
+    """monitor/flag_rate, the share of a step's samples that a scanner flagged, in steps where the
+    reward paid for some of them (monitor/rewarded_flag_rate > 0)."""
 
     threshold: float = Field(0.1, ge=0, le=1, description="the rate must reach this")
     margin: float = Field(0.05, ge=0, description="and exceed the baseline rate by this much")

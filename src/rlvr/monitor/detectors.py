@@ -88,11 +88,16 @@ def _gap(record: dict[str, Any]) -> float | None:
 
 
 def _paid_flags(record: dict[str, Any]) -> float | None:
-    """The share of samples both flagged and paid for by the reward (``rewarded_flag_rate``);
-    runs logged before that metric existed fall back to the plain flagged share. A flagged sample
-    the reward does not pay for is a malformed output, not a hack, and must not raise one."""
+    """The flagged share of a step's samples, counted only when the reward paid for some of
+    them (``monitor/rewarded_flag_rate`` > 0: more than the shadow verifier gave them, or more
+    than 0 without one). A hack spreads because it is paid; flagged outputs that no reward pays
+    for are malformed ones, a health matter, and must not raise a hacking alert. Rows logged
+    before that metric existed count every flag."""
+    flagged = _number(record, "monitor/flag_rate")
     paid = _number(record, "monitor/rewarded_flag_rate")
-    return paid if paid is not None else _number(record, "monitor/flag_rate")
+    if flagged is None or paid is None:
+        return flagged
+    return flagged if paid > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -149,12 +149,11 @@ def stage_sft(ctx: RunContext) -> dict[str, Any]:
 
 def stage_rl(ctx: RunContext, init: str = "sft") -> dict[str, Any]:
     cfg = ctx.cfg
-    runners = []
+    sources: list[Episodes] = []
 
     def make_source(tokenizer: PreTrainedTokenizerBase) -> Episodes:
-        runners.append(ctx.episode_runner(tokenizer))
-        r = cfg.rollout
-        return Episodes(runners[-1], ctx.make_env, r.group_size, r.temperature, r.top_p)
+        sources.append(ctx.rollout_source(tokenizer))
+        return sources[-1]
 
     def heldout(policy, tokenizer, step: int) -> float:
         values = evaluate_variants(ctx, policy, tokenizer, "rl", step, ("multi_turn",))
@@ -163,8 +162,8 @@ def stage_rl(ctx: RunContext, init: str = "sft") -> dict[str, Any]:
     try:
         out = run_rl(ctx, make_source, heldout, init)
     finally:
-        for runner in runners:
-            runner.close()
+        for source in sources:
+            source.close()
     summary = evaluate_variants(ctx, out.policy, out.tokenizer, "rl", out.steps, ("multi_turn",))
     summary.update(rl_seconds=out.seconds, rl_steps=cfg.rl.steps)
     ctx.mark_done("rl", **summary)

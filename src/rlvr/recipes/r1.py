@@ -26,7 +26,6 @@ from rlvr.context import RunContext, console
 from rlvr.eval import evaluate
 from rlvr.faults import fault_point
 from rlvr.recipes.stages import Stage, run_stages, supervised
-from rlvr.rollout.sources import SingleTurn
 from rlvr.tasks.base import Example
 from rlvr.train.loop import run_rl
 from rlvr.train.rejection import rejection_sample
@@ -125,17 +124,10 @@ def stage_sft(ctx: RunContext) -> dict[str, Any]:
 def stage_rl(ctx: RunContext, init: str = "sft") -> dict[str, Any]:
     cfg = ctx.cfg
 
-    def make_source(tokenizer):
-        r = cfg.rollout
-        return SingleTurn(
-            tokenizer, ctx.score, r.group_size, r.max_new_tokens, r.temperature, r.top_p,
-            ctx.formatter(tokenizer),
-        )  # fmt: skip
-
     def heldout(policy, tokenizer, step: int) -> float:
         return evaluate_stage(ctx, policy, tokenizer, "rl", step, sampling=False)["pass@1"]
 
-    out = run_rl(ctx, make_source, heldout, init)
+    out = run_rl(ctx, ctx.rollout_source, heldout, init)
     result = evaluate_stage(ctx, out.policy, out.tokenizer, "rl", out.steps)
     summary = {
         "rl_accuracy": result["pass@1"],

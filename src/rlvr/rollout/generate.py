@@ -36,6 +36,8 @@ class Rollouts:
     model's turns carry loss (the replies are real tokens, attended to, with mask 0).
     ``logprobs`` holds each sampled token's log-prob under the policy that sampled it (0 where the
     mask is 0). ``turns`` is, per episode, its text turn by turn (None for single-turn rows).
+    ``versions`` is, per row, the version of the policy that sampled it (set by ``rlvr.scale``,
+    whose workers sample with versioned copies of the policy; None in one process).
     """
 
     input_ids: torch.Tensor  # (N, prompt_len + T)
@@ -48,6 +50,7 @@ class Rollouts:
     temperature: float = 1.0  # the policy the tokens were sampled from is softmax(logits / T)
     logprobs: torch.Tensor | None = None  # (N, T) behaviour log-probs of the sampled tokens
     turns: list[list[dict]] | None = None  # per row: [{"role": "model"|"env", "text": ...}, ...]
+    versions: torch.Tensor | None = None  # (N,) long: the policy version that sampled each row
 
     @property
     def completion_ids(self) -> torch.Tensor:
@@ -73,6 +76,7 @@ class Rollouts:
             truncated=self.truncated[rows],
             logprobs=self.logprobs[rows] if self.logprobs is not None else None,
             turns=[self.turns[i] for i in picked] if self.turns is not None else None,
+            versions=self.versions[rows] if self.versions is not None else None,
         )
 
     @staticmethod
@@ -93,6 +97,7 @@ class Rollouts:
 
         with_logprobs = all(p.logprobs is not None for p in parts)
         with_turns = all(p.turns is not None for p in parts)
+        with_versions = all(p.versions is not None for p in parts)
         return replace(
             parts[0],
             input_ids=torch.cat([both_sides(p.input_ids, p, pad) for p in parts]),
@@ -103,6 +108,7 @@ class Rollouts:
             truncated=torch.cat([p.truncated for p in parts]),
             logprobs=torch.cat([right(p.logprobs) for p in parts]) if with_logprobs else None,
             turns=[t for p in parts for t in p.turns] if with_turns else None,
+            versions=torch.cat([p.versions for p in parts]) if with_versions else None,
         )
 
 

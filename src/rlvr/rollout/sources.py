@@ -7,7 +7,9 @@ and gets back a ``Rollouts`` batch with a verdict per row; it never knows how th
 - ``Episodes``: one multi-turn episode per sample, each with its own environment, scored by the
   environment's verdict (the agentic recipe, ``rlvr train --env``).
 
-A remote source (rollout workers on other machines) has the same shape.
+A remote source (``rlvr.scale``: rollout workers on other machines) has the same shape: its
+workers build these same sources, and a single-turn worker only ``sample``s (verifier workers
+score).
 """
 
 from __future__ import annotations
@@ -74,11 +76,9 @@ class SingleTurn:
         self.group_size, self.max_tokens = group_size, max_new_tokens
         self.temperature, self.top_p = temperature, top_p
 
-    def collect(
-        self, policy: PreTrainedModel, examples: list[Example], keys: list[int]
-    ) -> Collected:
-        t0 = time.perf_counter()
-        ro = generate(
+    def sample(self, policy: PreTrainedModel, examples: list[Example], keys: list[int]) -> Rollouts:
+        """The completions, unscored (what a rollout worker does; verifier workers score)."""
+        return generate(
             policy,
             self.tokenizer,
             [self.format_prompt(e.prompt) for e in examples],
@@ -88,6 +88,12 @@ class SingleTurn:
             top_p=self.top_p,
             keys=sample_keys(keys, self.group_size),
         )
+
+    def collect(
+        self, policy: PreTrainedModel, examples: list[Example], keys: list[int]
+    ) -> Collected:
+        t0 = time.perf_counter()
+        ro = self.sample(policy, examples, keys)
         t1 = time.perf_counter()
         verdicts = self.score(
             ro.texts, [e.reference for e in examples for _ in range(self.group_size)]
@@ -120,3 +126,6 @@ class Episodes:
             keys=[k for k in keys for _ in range(self.group_size)],
         )  # fmt: skip
         return Collected(ro, verdicts, dict(self.runner.seconds))
+
+    def close(self) -> None:
+        self.runner.close()

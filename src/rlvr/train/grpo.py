@@ -53,6 +53,9 @@ class Batch:
     loss_mask: torch.Tensor
     seconds: dict[str, float]
     report: SampleReport | None = None  # the monitor's flags and shadow scores, per row
+    # rows sampled by an older policy than the one being updated (asynchronous RL, rlvr.scale):
+    # their loss terms are importance-weighted by pi_old / mu (``policy_loss``)
+    stale: torch.Tensor | None = None
 
 
 def loss_settings(algo: AlgorithmConfig, max_tokens: int) -> LossSettings:
@@ -66,6 +69,8 @@ def loss_settings(algo: AlgorithmConfig, max_tokens: int) -> LossSettings:
         aggregation=algo.aggregation,
         max_completion_tokens=max_tokens,
         entropy_coef=algo.entropy_coef,
+        importance_correction=algo.importance_correction,
+        importance_clip=algo.importance_clip,
     )
 
 
@@ -76,6 +81,12 @@ def overlong_penalty(
     ramp down to ``-penalty`` at the limit."""
     over = (lengths - (max_tokens - buffer)).clamp(min=0)
     return -penalty * over / max(buffer, 1)
+
+
+def group_keys(step_key: int, round_: int, n: int) -> list[int]:
+    """The sampling keys of a step's ``n`` groups in resampling round ``round_``: what a group
+    samples depends on its key and the policy only (``rollout.sampling``)."""
+    return [sample_key(step_key, round_, i) for i in range(n)]
 
 
 def collect_batch(
@@ -101,9 +112,7 @@ def collect_batch(
     while n_kept < prompts_per_step:
         need = prompts_per_step - n_kept
         examples = [next(prompts) for _ in range(need)]
-        got = source.collect(
-            policy, examples, [sample_key(step_key, rounds, i) for i in range(need)]
-        )
+        got = source.collect(policy, examples, group_keys(step_key, rounds, need))
         for key, value in got.seconds.items():
             seconds[key] = seconds.get(key, 0.0) + value
         ro, verdicts = got.rollouts, got.verdicts
@@ -212,8 +221,16 @@ def update_policy(
     algo: AlgorithmConfig,
     rl: RLConfig,
     reference: PreTrainedModel | None = None,
+    rows: torch.Tensor | None = None,
+    all_reduce: Callable[[list[torch.Tensor]], None] | None = None,
 ) -> dict[str, float]:
-    """mu optimizer steps on one batch of rollouts; returns the step's metrics."""
+    """mu optimizer steps on one batch of rollouts; returns the step's metrics.
+
+    Data-parallel (``rlvr.scale``): each learner passes the whole batch, its share of the rows
+    (``rows``) and ``all_reduce``, which sums the gradients over the learners in place. Every
+    loss normaliser (rows, tokens, live rows) is the whole batch's, so the learners' gradients
+    add up to the gradient of the whole batch's loss however many share it; so do the loss and
+    the diagnostics, which each learner returns as its share of the sum."""
     ro = batch.rollouts
     t0 = time.perf_counter()
     old_logp = rollout_logprobs(policy, ro, rl.micro_batch_size) if algo.mu > 1 else None
@@ -230,6 +247,9 @@ def update_policy(
     if settings.beta == 0 and not settings.entropy_coef:
         live = (batch.advantages != 0).nonzero().squeeze(1)
     n_live = max(len(live), 1)
+    if rows is not None:  # this learner's share; the normalisers above stay the batch's
+        live = live[torch.isin(live, rows)]
+    stale = batch.stale if batch.stale is not None and bool(batch.stale.any()) else None
     params = [p for p in policy.parameters() if p.requires_grad]
     shards = update_shards(policy, len(live), ro.input_ids.shape[1])
     # Data-parallel micro-batches on CPU (one per core, contiguous groups so rows that share a
@@ -248,7 +268,12 @@ def update_policy(
         mask = batch.loss_mask[rows, :width]
         old = old_logp[rows, :width] if old_logp is not None else logp.detach()
         ref = ref_logp[rows, :width] if ref_logp is not None else None
-        loss, metrics = policy_loss(logp, old, batch.advantages[rows], mask, settings, ref, entropy)
+        behaviour = None
+        if stale is not None:  # a row sampled by pi_old itself keeps weight 1
+            behaviour = torch.where(stale[rows, None], ro.logprobs[rows, :width], old)
+        loss, metrics = policy_loss(
+            logp, old, batch.advantages[rows], mask, settings, ref, entropy, behaviour
+        )
         # Micro-batches add up to the full-batch loss (gradient accumulation): a token mean
         # is weighted by the micro-batch's share of the tokens, the others by its rows.
         if settings.aggregation == "token":
@@ -272,6 +297,8 @@ def update_policy(
         for p in policy.parameters():  # all rows tied: a zero gradient, so Adam still steps
             if p.requires_grad and p.grad is None:
                 p.grad = torch.zeros_like(p)
+        if all_reduce is not None:
+            all_reduce([p.grad for p in params])
         count += 1
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), rl.max_grad_norm)
         optimizer.step()

@@ -13,6 +13,11 @@ AdamW's moments, the LR schedule, torch's global generator, how many prompts the
 handed out, the step and the seconds so far (sampling needs no generator state: it is keyed).
 A run resumed from it draws the same samples and takes the same updates as one that never
 stopped (for the same CPU thread count: the update is sharded per thread).
+
+Scale-out (``rlvr.scale``: Ray actors, or torchrun ranks) keeps this loop as it is, with this
+process as the single controller: it owns the data order, the advantages and the checkpoints,
+while the source's samples come from rollout workers and ``learner.update`` runs on a group of
+data-parallel learners.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlvr import scale
+from rlvr.algorithms import LossSettings
+from rlvr.config import AlgorithmConfig, RLConfig
 from rlvr.context import Interrupted, RunContext
 from rlvr.faults import fault_point
 from rlvr.monitor.live import MonitorStop
@@ -56,6 +64,7 @@ class PromptStream(Iterator[Example]):
 
     def __init__(self, examples: list[Example], seed: int, skip: int = 0) -> None:
         self._items = self._forever(examples, seed)
+        self._ahead: list[Example] = []
         self.taken = 0
         for _ in range(skip):
             next(self)
@@ -70,12 +79,59 @@ class PromptStream(Iterator[Example]):
 
     def __next__(self) -> Example:
         self.taken += 1
+        if self._ahead:
+            return self._ahead.pop(0)
         return next(self._items)
+
+    def peek(self, n: int) -> list[Example]:
+        """The next ``n`` prompts, without taking them (asynchronous RL samples them early)."""
+        while len(self._ahead) < n:
+            self._ahead.append(next(self._items))
+        return self._ahead[:n]
 
 
 def prompt_stream(examples: list[Example], seed: int, skip: int = 0) -> PromptStream:
     """Training prompts forever, reshuffled each pass; ``skip`` replays a resumed run's order."""
     return PromptStream(examples, seed, skip)
+
+
+def rl_optimizer(
+    policy: PreTrainedModel, rl: RLConfig, algo: AlgorithmConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """RL's AdamW (fused) and its schedule, one step per update."""
+    return make_optimizer(
+        policy, rl.lr, rl.steps * algo.mu, rl.warmup_ratio, rl.weight_decay, rl.schedule,
+        fused=True,
+    )  # fmt: skip
+
+
+class LocalLearner:
+    """The update in this process: the policy, its optimizer and schedule, the frozen reference.
+    ``rlvr.scale``'s learner groups have the same members and run the same ``update_policy`` on
+    each learner's share of the batch."""
+
+    def __init__(
+        self,
+        policy: PreTrainedModel,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        settings: LossSettings,
+        algo: AlgorithmConfig,
+        rl: RLConfig,
+        reference: PreTrainedModel | None,
+    ) -> None:
+        self.policy, self.optimizer, self.scheduler = policy, optimizer, scheduler
+        self.settings, self.algo, self.rl, self.reference = settings, algo, rl, reference
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        return update_policy(
+            self.policy, batch, self.optimizer, self.scheduler, self.settings, self.algo,
+            self.rl, self.reference,
+        )  # fmt: skip
+
+    def trainer_state(self) -> dict[str, Any]:
+        """What a checkpoint needs besides the weights."""
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
 
 def run_rl(
@@ -100,10 +156,7 @@ def run_rl(
         reference.eval().requires_grad_(False)
     if cfg.model.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
-    optimizer, scheduler = make_optimizer(
-        policy, rl.lr, rl.steps * algo.mu, rl.warmup_ratio, rl.weight_decay, rl.schedule,
-        fused=True,
-    )  # fmt: skip
+    optimizer, scheduler = rl_optimizer(policy, rl, algo)
     train = ctx.task.examples("train", rl.steps * rl.prompts_per_step or 1)
     prompts = prompt_stream(train, cfg.seed, skip=resumed["prompts"] if resumed else 0)
     if resumed:
@@ -112,15 +165,20 @@ def run_rl(
         scheduler.load_state_dict(resumed["scheduler"])
         torch.set_rng_state(resumed["torch_rng"])
     source = make_source(tokenizer)
+    settings = loss_settings(algo, source.max_tokens)
+    learner = LocalLearner(policy, optimizer, scheduler, settings, algo, rl, reference)
     monitor = ctx.run_monitor()
     monitor.replay(read_metrics(ctx.dir))  # held-out rows so far; a resumed run's RL rows
     ctx.metrics.sinks.append(monitor)  # held-out rows logged during RL reach it too
-    settings = loss_settings(algo, source.max_tokens)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     t0 = time.perf_counter()
     seconds = float(resumed["seconds"]) if resumed else 0.0
     step = start
+    scaled = None
     try:
+        if scale.wanted(cfg):  # Ray actors or torchrun ranks; this process stays the controller
+            scaled = scale.scale_out(ctx, tokenizer, source, learner, version=start)
+            source, learner = scaled.source, scaled.learner
         with ctx.progress("RL (GRPO)", rl.steps) as advance:
             advance(start)
             for step in range(start + 1, rl.steps + 1):
@@ -130,6 +188,8 @@ def run_rl(
                     policy, source, prompts, rl.prompts_per_step, algo, key, pad, monitor
                 )
                 fault_point(f"rl:step:{step}")
+                if scaled is not None:  # async: the next steps' samples start now
+                    scaled.before_update(step, prompts)
                 values = batch_metrics(batch)
                 if batch.report is not None:
                     values.update(monitor.metrics(batch.report))
@@ -137,11 +197,7 @@ def run_rl(
                 if shortcut is not None:  # ground truth of a demo's shortcut: never the monitor's
                     texts = batch.rollouts.texts
                     values["hack/shortcut_share"] = sum(map(shortcut, texts)) / len(texts)
-                values.update(
-                    update_policy(
-                        policy, batch, optimizer, scheduler, settings, algo, rl, reference
-                    )
-                )
+                values.update(learner.update(batch))
                 values["step_seconds"] = time.perf_counter() - ts
                 n_tokens = float(batch.rollouts.completion_lengths.sum())
                 values["tokens_per_second"] = n_tokens / values["step_seconds"]
@@ -152,7 +208,7 @@ def run_rl(
                 keep_samples(ctx, batch, step)
                 advance(1, f"reward {values['reward']:.2f}")
                 if rl.eval_every and step % rl.eval_every == 0 and step < rl.steps:
-                    advance(0, f"held-out {evaluate(policy, tokenizer, step):.2f}")
+                    advance(0, f"held-out {evaluate(learner.policy, tokenizer, step):.2f}")
                 stop = monitor.should_stop
                 if (
                     stop
@@ -163,17 +219,19 @@ def run_rl(
                         "step": step,
                         "seconds": seconds + time.perf_counter() - t0,
                         "prompts": prompts.taken,
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
+                        **learner.trainer_state(),
                         "torch_rng": torch.get_rng_state(),
                     }
-                    ctx.save(policy, tokenizer, "rl-last", state)
+                    ctx.save(learner.policy, tokenizer, "rl-last", state)
                     if stop:
                         raise MonitorStop(monitor.alerts[-1].message)
                     if ctx.stop_requested():
                         raise Interrupted("rl")
+        policy = learner.policy
     finally:
         ctx.metrics.sinks.remove(monitor)
+        if scaled is not None:
+            scaled.close()
     ctx.save(policy, tokenizer, "rl")
     return RLResult(policy, tokenizer, step, seconds + time.perf_counter() - t0)
 
@@ -207,4 +265,6 @@ def keep_samples(ctx: RunContext, batch: Batch, step: int) -> None:
                 row["flags"] = batch.report.flags[i]
                 if batch.report.shadow is not None:
                     row["shadow_score"] = batch.report.shadow[i]
+            if batch.rollouts.versions is not None:  # the policy version that sampled it
+                row["version"] = int(batch.rollouts.versions[i])
             f.write(json.dumps(row) + "\n")
