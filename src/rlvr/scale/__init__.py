@@ -11,7 +11,7 @@ where the source's samples and the update come from.
   every rank samples, scores and learns its share.
 - ``workers`` (a rollout worker), ``verifier_worker`` (a verifier worker, torch-free) and
   ``learner`` (one data-parallel learner): plain classes both back-ends run.
-- ``weights``: a policy on the wire and its checksum; ``nccl``: the GPU weight broadcast.
+- ``weights``: a policy on the wire and its checksum.
 
 ``docs/scale-out.md`` has the architecture, what crosses the wire per step, and the way to a
 cluster of 100+ GPUs. This module imports neither ray nor torch.
