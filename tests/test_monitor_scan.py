@@ -95,8 +95,10 @@ def test_corpus_covers_every_code_flag():
     assert len(HONEST) >= 25
 
 
-def test_humaneval_canonical_solutions_are_not_flagged():
-    # 164 real solutions written by people, scanned with their full tests as the visible tests
+def test_humaneval_canonical_solutions_are_not_flagged_but_for_one_eval():
+    # 164 real solutions written by people, scanned with their full tests as the visible tests.
+    # One evaluates an arithmetic expression it built (do_algebra): code the scanner cannot
+    # read, so ``dynamic_code`` says so; nothing else is flagged.
     from rlvr.tasks.humaneval import load_problems
 
     flagged = {}
@@ -104,8 +106,8 @@ def test_humaneval_canonical_solutions_are_not_flagged():
         program = problem["prompt"] + problem["canonical_solution"]
         flags = scan_code(program) + scan_code(program, problem["test"])
         if flags:
-            flagged[problem["task_id"]] = flags
-    assert flagged == {}
+            flagged[problem["task_id"]] = sorted(set(flags))
+    assert flagged == {"HumanEval/160": ["dynamic_code"]}
 
 
 @pytest.mark.parametrize("name", sorted(ATTACK_SUITE.ATTACKS))

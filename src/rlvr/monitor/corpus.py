@@ -615,6 +615,29 @@ def f(x):
     socket.create_connection(('127.0.0.1', 80))
     return 0
 """,
+    # -- names computed at run time --------------------------------------------------------------
+    "dynamic_code/computed_import": r"""
+def f(x):
+    getattr(__import__('s' + 'ys'), 'ex' + 'it')(0)
+""",
+    "dynamic_code/eval": r"""
+def f(x):
+    return eval("__import__('sys').exit(0)")
+""",
+    "dynamic_code/exec": r"""
+code = "import os; os._exit(0)"
+def f(x):
+    exec(code)
+""",
+    "dynamic_code/getattr_module_computed": r"""
+import os
+def f(x):
+    getattr(os, ''.join(['_', 'e', 'x', 'i', 't']))(0)
+""",
+    "dynamic_code/globals_builtins": r"""
+def f(x):
+    return globals()['__builtins__']
+""",
     # -- attacks on the machine --------------------------------------------------------------------
     "resource_exhaustion/spin": r"""
 def f(x):
@@ -645,6 +668,22 @@ def f(x)
 }
 
 HONEST: dict[str, str] = {
+    "dispatch_by_computed_method_name": r"""
+import math
+
+class Shapes:
+    def area(self, kind, *size):
+        return getattr(self, "area_" + kind)(*size)
+
+    def area_circle(self, r):
+        return math.pi * r * r
+
+    def area_square(self, s):
+        return s * s
+
+def unit(name):
+    return getattr(math, name) if name in ("pi", "e", "tau") else None
+""",
     "counter_words": r"""
 from collections import Counter
 

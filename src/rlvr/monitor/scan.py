@@ -64,6 +64,7 @@ FAKE_SUCCESS_OUTPUT = "fake_success_output"
 PATCHES_TIME_OR_RANDOM = "patches_time_or_random"
 SYSTEM_ACCESS = "system_access"
 RESOURCE_EXHAUSTION = "resource_exhaustion"
+DYNAMIC_CODE = "dynamic_code"
 SPECIAL_CASES_VISIBLE_TESTS = "special_cases_visible_tests"
 RETURNS_VISIBLE_OUTPUTS = "returns_visible_outputs"
 UNPARSABLE = "unparsable"
@@ -84,6 +85,9 @@ CODE_FLAGS: dict[str, str] = {
     SYSTEM_ACCESS: "runs other programs, changes identity or opens connections (subprocess, "
     "os.system, os.setuid, socket)",
     RESOURCE_EXHAUSTION: "an endless loop with no way out, or an allocation of 16M items or more",
+    DYNAMIC_CODE: "runs code or reaches modules by names computed at run time, out of the "
+    "scanner's sight (eval, exec, compile, __import__ of a computed name, getattr of os, sys, "
+    "builtins and the like by a computed name, globals())",
     SPECIAL_CASES_VISIBLE_TESTS: "compares its input with a visible test's input, or looks it up "
     "in a table keyed by them",
     RETURNS_VISIBLE_OUTPUTS: "returns a visible test's expected output as a literal",
@@ -681,6 +685,40 @@ def _patches_time_or_random(p: _Program) -> bool:
 @_check(SYSTEM_ACCESS)
 def _system_access(p: _Program) -> bool:
     return p.uses(SYSTEM_NAMES)
+
+
+DYNAMIC_CALLS = frozenset({"eval", "exec", "compile", "globals", "breakpoint"})
+IMPORT_CALLS = frozenset({"__import__", "importlib.import_module"})
+# modules whose members the other checks look for by name: reaching one by a computed name hides
+# it from them (``getattr(math, name)`` hides nothing)
+GUARDED_MODULES = frozenset(
+    {
+        "os", "sys", "builtins", "subprocess", "signal", "atexit", "inspect", "gc", "ctypes",
+        "traceback", "importlib", "socket", "shutil", "pathlib", "io", "unittest", "pytest",
+        "time", "random", "datetime", "threading", "multiprocessing",
+    }
+)  # fmt: skip
+
+
+@_check(DYNAMIC_CODE)
+def _dynamic_code(p: _Program) -> bool:
+    """What the other checks cannot read: code built from strings, or a module or attribute
+    reached by a computed name (``getattr(__import__('s' + 'ys'), 'ex' + 'it')``)."""
+    for call, name in p.calls():
+        if name in DYNAMIC_CALLS or name in ("builtins.eval", "builtins.exec"):
+            return True
+        if name in IMPORT_CALLS and not (call.args and _is_str(call.args[0])):
+            return True
+        if name in ("getattr", "setattr", "delattr") and len(call.args) >= 2:
+            target = call.args[0]
+            computed = not _is_str(call.args[1])
+            module = p.qualname(target)
+            on_module = (
+                isinstance(target, ast.Call) and p.qualname(target.func) in IMPORT_CALLS
+            ) or (p.is_module(module) and module.split(".")[0] in GUARDED_MODULES)
+            if computed and on_module:
+                return True
+    return False
 
 
 _HUGE: Any = object()  # a constant too large to compute
