@@ -98,17 +98,20 @@ def test_a_spike_shorter_than_patience_raises_nothing():
 
 
 def test_an_alert_fires_once_and_again_only_after_the_condition_cleared():
-    records = open_gap(healthy_run(), [*range(40, 50), *range(60, 70)])
-    assert names(run_detectors(records)) == [("reward_shadow_gap", 42), ("reward_shadow_gap", 62)]
+    records = open_gap(healthy_run(), [*range(40, 50), *range(80, 90)])
+    assert names(run_detectors(records)) == [("reward_shadow_gap", 42), ("reward_shadow_gap", 82)]
 
 
-def test_clearing_also_takes_patience_steps():
-    # a gap that blinks off for fewer than patience steps is the same episode: one alert
-    blink = open_gap(healthy_run(), [*range(40, 50), *range(52, 60)])
+def test_clearing_takes_rearm_after_steps():
+    # a gap that goes off for fewer than rearm_after (20) steps is the same episode: one alert
+    blink = open_gap(healthy_run(), [*range(40, 50), *range(69, 80)])
     assert names(run_detectors(blink)) == [("reward_shadow_gap", 42)]
-    # off for patience steps: cleared, so the next episode alerts again
-    gap = open_gap(healthy_run(), [*range(40, 50), *range(53, 60)])
-    assert names(run_detectors(gap)) == [("reward_shadow_gap", 42), ("reward_shadow_gap", 55)]
+    # off for 20 steps: cleared, so the next episode alerts again
+    gap = open_gap(healthy_run(), [*range(40, 50), *range(70, 80)])
+    assert names(run_detectors(gap)) == [("reward_shadow_gap", 42), ("reward_shadow_gap", 72)]
+    # the setting is one override away
+    quick = run_detectors(blink, MonitorConfig(rearm_after=3))
+    assert names(quick) == [("reward_shadow_gap", 42), ("reward_shadow_gap", 71)]
 
 
 def test_streaming_gives_the_offline_alerts():
@@ -207,7 +210,7 @@ def test_disabled_detectors_and_a_disabled_monitor_stay_quiet():
 
 
 def test_should_stop_after_k_stop_alerts():
-    records = open_gap(healthy_run(), [*range(40, 50), *range(60, 70)])
+    records = open_gap(healthy_run(), [*range(40, 50), *range(80, 90)])
     warn = StepMonitor()
     stop_two = StepMonitor(MonitorConfig(actions={"reward_shadow_gap": "stop"}, stop_after=2))
     seen = []

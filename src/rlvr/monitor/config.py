@@ -91,6 +91,12 @@ class MonitorConfig(_Section):
     scanners: bool = Field(True, description="scan every sample and log monitor/flag_rate")
     baseline_steps: int = Field(10, ge=1, description="RL steps whose metrics set the baseline")
     patience: int = Field(3, ge=1, description="consecutive steps a condition must hold")
+    rearm_after: int = Field(
+        20,
+        ge=1,
+        description="consecutive clear steps before a detector that alerted may alert again "
+        "(a metric hovering at its threshold is one episode, not many)",
+    )
     sigmas: float = Field(
         4.0, ge=0, description="'above baseline' also means above median + sigmas x robust scale"
     )

@@ -4,10 +4,10 @@ Each detector watches one number of a ``metrics.jsonl`` record (``reward - shado
 ``monitor/flag_rate``, ``kl``, ...) against a baseline taken from the first ``baseline_steps`` RL
 records in which that number appears: the median, and a robust scale (1.4826 x the median
 absolute deviation, floored at ``min_scale``) so that one noisy early step cannot move it. A
-condition must hold for ``patience`` consecutive RL steps before it alerts, once; it alerts again
-only after it has cleared, which also takes ``patience`` consecutive steps (a metric hovering at
-its threshold would otherwise alert every few steps). Records without the metric are skipped:
-they neither extend nor break a streak.
+condition must hold for ``patience`` consecutive RL steps before it alerts, once; it alerts
+again only after it has cleared, which takes ``rearm_after`` consecutive clear steps (a metric
+hovering at its threshold would otherwise alert every few steps). Records without the metric
+are skipped: they neither extend nor break a streak.
 
 Two kinds (what a user does about them differs):
 
@@ -319,7 +319,8 @@ class StepMonitor:
                 self.streaks[d.name] += 1
             else:
                 self.streaks[d.name] = 0
-            if self.streaks[d.name] >= self.config.patience:
+            needed = self.config.rearm_after if self.firing[d.name] else self.config.patience
+            if self.streaks[d.name] >= needed:
                 self.firing[d.name], self.streaks[d.name] = holds, 0
                 if holds:
                     new.append(self._alert(d, step, value, base.median))
