@@ -82,10 +82,23 @@ def stop() -> None:
         _send(("stop",))
 
 
+def leave() -> None:
+    """Every rank, once rank 0 has said stop: wait for the others, then take the process group
+    down before the interpreter exits (left to exit, gloo's threads can abort the process)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def serve() -> None:
     """A rank above 0: build what rank 0 sends, then sample, score and learn on its requests
     until it says stop."""
     init()
+    _serve()
+    leave()  # only after a stop: on an error rank 0 exits and torchrun ends this rank
+
+
+def _serve() -> None:
     message = _receive()
     if message[0] == "stop":  # rank 0 had nothing to train (a finished run resumed)
         return
@@ -223,6 +236,7 @@ def run_ranks(rank0: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {}
     result = rank0()
     stop()
+    leave()
     return result
 
 
