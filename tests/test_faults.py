@@ -157,6 +157,28 @@ def test_single_stage_commands_resume_bit_for_bit(r1_base: Path, tmp_path: Path)
     assert values(run) == got
 
 
+def test_resume_with_other_settings_is_refused_unless_allowed(tmp_path: Path) -> None:
+    run = tmp_path / "changed"
+    code, err, _ = rlvr("sft", "--out", run, *R1)
+    assert code == 0, err[-3000:]
+    saved = (run / "config.yaml").read_text()
+    code, err, _ = rlvr("sft", "--out", run, "--resume", *R1, "-o", "sft.lr=0.01")
+    message = " ".join(err.split())
+    assert code == 2 and "sft.lr: 0.003 -> 0.01" in message, err[-2000:]
+    assert "--allow-config-change" in message and "Traceback" not in err
+    assert (run / "config.yaml").read_text() == saved  # refused before it touched anything
+    # where the logs go, and how the work is spread, change nothing the run computes
+    code, err, _ = rlvr("sft", "--out", run, "--resume", *R1, "-o", "logging.samples_per_step=1")
+    assert code == 0, err[-2000:]
+    code, err, _ = rlvr(
+        "sft", "--out", run, "--resume", "--allow-config-change", *R1, "-o", "sft.lr=0.01"
+    )
+    assert code == 0, err[-2000:]
+    assert "resuming with changed settings: sft.lr" in " ".join(err.split())
+    changes = json.loads((run / "state.json").read_text())["config_changes"]
+    assert changes == [["sft.lr: 0.003 -> 0.01"]]
+
+
 def test_a_second_process_on_a_run_directory_exits_at_once(tmp_path: Path) -> None:
     run = tmp_path / "busy"
     run.mkdir()

@@ -38,19 +38,22 @@ def _one_process(command: str) -> None:
         only_train(command)
 
 
-def run(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
+def run(cfg: RunConfig, resume: bool = False, allow_config_change: bool = False) -> dict[str, Any]:
     """The configured recipe (``cfg.recipe``) into the run directory; ``resume`` continues an
-    interrupted run from its last checkpoint, exactly (README: "Interrupted runs")."""
+    interrupted run from its last checkpoint, exactly (README: "Interrupted runs"), with the
+    settings it was started with unless ``allow_config_change``."""
     _one_process("run")
     recipe = _recipe(cfg)
-    ctx = RunContext(cfg, fresh=not resume)
+    ctx = RunContext(cfg, fresh=not resume, resume=resume, allow_config_change=allow_config_change)
     try:
         return recipe.run_recipe(ctx, resume)
     finally:
         ctx.close()
 
 
-def _single_stage(cfg: RunConfig, stage: str, resume: bool, **kwargs: Any) -> dict[str, Any]:
+def _single_stage(
+    cfg: RunConfig, stage: str, resume: bool, allow_config_change: bool = False, **kwargs: Any
+) -> dict[str, Any]:
     """One stage of the recipe into the run directory: from scratch, or with ``resume`` from
     its last checkpoint (a stage already finished is then left as it is)."""
     if stage != "rl":
@@ -58,7 +61,7 @@ def _single_stage(cfg: RunConfig, stage: str, resume: bool, **kwargs: Any) -> di
     recipe = _recipe(cfg)
     if stage not in recipe.STAGES:
         raise ConfigError(f"the {cfg.recipe} recipe has no {stage!r} stage")
-    ctx = RunContext(cfg)
+    ctx = RunContext(cfg, resume=resume, allow_config_change=allow_config_change)
     try:
         with ctx.interruptible():
             if resume and stage in ctx.state["done"]:
@@ -74,13 +77,15 @@ def _single_stage(cfg: RunConfig, stage: str, resume: bool, **kwargs: Any) -> di
         ctx.close()
 
 
-def sft(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
+def sft(cfg: RunConfig, resume: bool = False, allow_config_change: bool = False) -> dict[str, Any]:
     """Cold-start SFT only: writes ``checkpoints/sft``; ``resume`` continues an interrupted
     one."""
-    return _single_stage(cfg, "sft", resume)
+    return _single_stage(cfg, "sft", resume, allow_config_change)
 
 
-def train(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
+def train(
+    cfg: RunConfig, resume: bool = False, allow_config_change: bool = False
+) -> dict[str, Any]:
     """RL only: from this run's SFT checkpoint when there is one, else from ``model.path``
     (or a fresh embedded model). Writes ``checkpoints/rl``; ``resume`` continues an
     interrupted one."""
@@ -90,14 +95,16 @@ def train(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     if torchrun_world() > 1:  # rank 0 trains; the other ranks serve it (and return {})
         from rlvr.scale.torchrun import run_ranks
 
-        return run_ranks(lambda: _single_stage(cfg, "rl", resume, init=init))
-    return _single_stage(cfg, "rl", resume, init=init)
+        return run_ranks(lambda: _single_stage(cfg, "rl", resume, allow_config_change, init=init))
+    return _single_stage(cfg, "rl", resume, allow_config_change, init=init)
 
 
-def sample(cfg: RunConfig, source: str = "rl", resume: bool = False) -> dict[str, Any]:
+def sample(
+    cfg: RunConfig, source: str = "rl", resume: bool = False, allow_config_change: bool = False
+) -> dict[str, Any]:
     """Rejection sampling from a checkpoint of this run: writes ``rejection.jsonl``. It holds
     no checkpoint of its own: ``resume`` redoes it unless it finished (same samples)."""
-    return _single_stage(cfg, "rejection", resume, source=source)
+    return _single_stage(cfg, "rejection", resume, allow_config_change, source=source)
 
 
 def eval_model(

@@ -35,6 +35,14 @@ SeedOpt = Annotated[int | None, typer.Option(help="random seed")]
 RunDirOpt = Annotated[
     Path | None, typer.Option("--out", help="the run directory (default runs/<name>)")
 ]
+AllowChangeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-config-change",
+        help="with --resume: go on although the settings differ from the run's config.yaml "
+        "(the differences are printed and kept in state.json)",
+    ),
+]
 ResumeOpt = Annotated[
     bool,
     typer.Option(
@@ -103,6 +111,7 @@ def run(
     out: RunDirOpt = None,
     seed: SeedOpt = None,
     resume: ResumeOpt = False,
+    allow_config_change: AllowChangeOpt = False,
     recipe: Annotated[
         str | None,
         typer.Option(
@@ -123,7 +132,7 @@ def run(
     cfg = _config(config, set_, **fields)
     from rlvr import api  # after validation: a config error never waits for torch to import
 
-    summary = api.run(cfg, resume=resume)
+    summary = api.run(cfg, resume=resume, allow_config_change=allow_config_change)
     _print_summary(summary, f"run {cfg.run_dir}")
 
 
@@ -135,12 +144,13 @@ def sft(
     out: RunDirOpt = None,
     seed: SeedOpt = None,
     resume: ResumeOpt = False,
+    allow_config_change: AllowChangeOpt = False,
 ) -> None:
     """Cold-start SFT on the task's worked solutions (writes checkpoints/sft)."""
     from rlvr import api
 
     cfg = _config(config, set_, seed=seed, **_run_dir_fields(out, name))
-    _print_summary(api.sft(cfg, resume=resume), "sft")
+    _print_summary(api.sft(cfg, resume, allow_config_change), "sft")
 
 
 DataOpt = Annotated[
@@ -234,6 +244,7 @@ def train(
         bool | None, typer.Option("--merge-lora", help="also save merged weights")
     ] = None,
     resume: ResumeOpt = False,
+    allow_config_change: AllowChangeOpt = False,
     allow_weak_verifier: AllowWeakOpt = False,
     ray: RayOpt = False,
     ray_address: RayAddressOpt = None,
@@ -259,7 +270,7 @@ def train(
     if max_steps is not None:
         fields["rl"] = {"steps": max_steps}
     cfg = _config(config, set_, **fields)
-    summary = api.train(cfg, resume=resume)
+    summary = api.train(cfg, resume=resume, allow_config_change=allow_config_change)
     if summary:  # a torchrun rank above 0 has none: rank 0 writes the run
         _print_summary(summary, f"train {cfg.run_dir}")
 
@@ -273,12 +284,13 @@ def sample(
     seed: SeedOpt = None,
     source: Annotated[str, typer.Option(help="checkpoint of the run to sample from")] = "rl",
     resume: ResumeOpt = False,
+    allow_config_change: AllowChangeOpt = False,
 ) -> None:
     """Rejection sampling: k samples per training prompt, verified ones kept (rejection.jsonl)."""
     from rlvr import api
 
     cfg = _config(config, set_, seed=seed, **_run_dir_fields(out, name))
-    _print_summary(api.sample(cfg, source, resume=resume), "sample")
+    _print_summary(api.sample(cfg, source, resume, allow_config_change), "sample")
 
 
 def _default_eval_output(model: str, out: Path | None) -> Path:

@@ -398,3 +398,31 @@ def load_config(
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+# settings a resumed run may change without changing what it computes: where logs go, how the
+# work is spread (keyed sampling makes a Ray or torchrun split draw the same samples)
+RESUME_FREE = ("logging", "scale", "rl.verifier_workers", "name", "out_dir")
+
+
+def config_changes(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
+    """The settings of ``cfg`` that differ from a run's saved ``config.yaml`` (``saved``), as
+    ``section.field: before -> now`` lines; those in ``RESUME_FREE`` are left out."""
+
+    def flat(data: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(data, dict):
+            return {prefix: data}
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+
+    now = yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    before, after = flat(saved), flat(now)
+    changed = []
+    for key in sorted(set(before) | set(after)):
+        if key in RESUME_FREE or key.startswith(tuple(f"{f}." for f in RESUME_FREE)):
+            continue
+        if before.get(key) != after.get(key):
+            changed.append(f"{key}: {before.get(key)!r} -> {after.get(key)!r}")
+    return changed

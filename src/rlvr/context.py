@@ -40,7 +40,7 @@ from rich.progress import (
 )
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr.config import RunConfig, dump_config
+from rlvr.config import ConfigError, RunConfig, config_changes, dump_config
 from rlvr.faults import fault_point
 from rlvr.models.load import load_policy
 from rlvr.models.lora import apply_lora, is_peft, save_merged
@@ -203,19 +203,27 @@ class RunContext:
     work it did after that is redone, and counted, by the process that resumes). A stage's
     seconds (``stage_seconds()``) are counted the same way."""
 
-    def __init__(self, cfg: RunConfig, fresh: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        fresh: bool = False,
+        resume: bool = False,
+        allow_config_change: bool = False,
+    ) -> None:
         self.cfg = cfg
+        self.allow_config_change = allow_config_change
+        self._config_changes: list[str] = []
         self.dir = cfg.run_dir
         self._t0 = time.perf_counter()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.lock = RunLock(self.dir)
         try:
-            self._setup(fresh)
+            self._setup(fresh, resume)
         except BaseException:
             self.lock.release()  # now, not whenever the half-built context is collected
             raise
 
-    def _setup(self, fresh: bool) -> None:
+    def _setup(self, fresh: bool, resume: bool) -> None:
         """Everything else, under the lock."""
         cfg = self.cfg
         if fresh and (self.dir / "state.json").exists():
@@ -223,6 +231,8 @@ class RunContext:
                 f"{self.dir} already holds a run; pass --resume to continue it, or choose another "
                 "--name (or delete the directory)"
             )
+        if resume:
+            self._check_resumed_config()
         dump_config(cfg, self.dir / "config.yaml")
         if cfg.model.threads:
             torch.set_num_threads(cfg.model.threads)
@@ -239,6 +249,8 @@ class RunContext:
         self.pool = VerifierPool(workers=cfg.rl.verifier_workers)
         self.metrics = MetricsLog(self.dir, sinks=self._sinks())
         self.state = self._read_state()
+        if self._config_changes:
+            self.state.setdefault("config_changes", []).append(self._config_changes)
         self.write_state()  # from now on a fresh ``rlvr run`` here asks for --resume
         self._wall_before = float(self.state.get("wall_seconds", 0.0))
         self._stage_t0, self._stage_before = self._t0, 0.0
@@ -388,6 +400,31 @@ class RunContext:
         if not path.exists():
             return None
         return torch.load(path, map_location="cpu", weights_only=True)
+
+    def _check_resumed_config(self) -> None:
+        """A resumed run must have the settings it was started with, or it is not the run it
+        claims to continue: the differences are an error, unless ``allow_config_change``, when
+        they are printed and kept in ``state.json`` (``config_changes``)."""
+        import yaml
+
+        saved_path = self.dir / "config.yaml"
+        if not saved_path.exists() or not (self.dir / "state.json").exists():
+            return
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        changes = config_changes(saved, self.cfg)
+        if not changes:
+            return
+        listed = "; ".join(changes[:8]) + (
+            f"; and {len(changes) - 8} more" if len(changes) > 8 else ""
+        )
+        if not self.allow_config_change:
+            raise ConfigError(
+                f"--resume with settings other than the run's ({saved_path}): {listed}. Resume "
+                "with the same command and settings, or pass --allow-config-change to go on "
+                "with these (the run is then no longer what an uninterrupted one would be)"
+            )
+        console.print(f"[yellow]resuming with changed settings: {listed}")
+        self._config_changes = changes
 
     # -- stages, resume and the logs -------------------------------------------------------
     def begin_stage(self, stage: str, resume: bool) -> dict[str, Any] | None:

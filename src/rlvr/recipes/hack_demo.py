@@ -53,7 +53,7 @@ def _variant(ctx: RunContext, name: str, resume: bool = False) -> dict[str, Any]
             ),
         }
     )
-    sub = RunContext(sub_cfg)
+    sub = RunContext(sub_cfg, resume=resume, allow_config_change=ctx.allow_config_change)
     try:
         if "rl" not in sub.state["done"]:
             if not sub.checkpoint_dir("sft").exists():
