@@ -119,7 +119,7 @@ def test_alerts_go_to_the_console_and_alerts_jsonl_and_are_rebuilt_silently(tmp_
     assert len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 1
 
 
-def test_a_stop_detector_ends_the_run_with_exit_code_3_after_saving(tmp_path):
+def test_a_stop_detector_ends_the_run_with_exit_code_3_and_it_can_go_on(tmp_path):
     run = tmp_path / "stopped"
     force = ["-o", "monitor.baseline_steps=1", "-o", "monitor.patience=1", "-o", "monitor.sigmas=0",
              "-o", "monitor.zero_std_groups.threshold=0", "-o", "monitor.zero_std_groups.margin=0",
@@ -135,6 +135,15 @@ def test_a_stop_detector_ends_the_run_with_exit_code_3_after_saving(tmp_path):
     last = run / "checkpoints" / "rl-last"  # resumable, like an interrupted run
     assert (last / "model.safetensors").exists() and (last / "trainer_state.pt").exists()
     assert not (run / "checkpoints" / "rl").exists()  # no finished RL policy is claimed
+    # the same settings would stop it again at once; with the action changed it goes on
+    warn = [*force[:-2], "-o", "monitor.actions={zero_std_groups: warn}"]
+    refused = rlvr("run", "--out", str(run), "--resume", *SMOKE, *warn)
+    assert refused.returncode == 2 and "monitor.actions" in refused.stdout + refused.stderr
+    done = rlvr("run", "--out", str(run), "--resume", "--allow-config-change", *SMOKE, *warn)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rl = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rl if r["stage"] == "rl"] == [1, 2, 3, 4]
+    assert (run / "checkpoints" / "rl" / "model.safetensors").exists()
 
 
 def test_hack_demo_runs_weak_and_hard_from_one_cold_start(tmp_path):
