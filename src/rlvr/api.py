@@ -112,14 +112,16 @@ def eval_model(
 ) -> dict[str, Any]:
     """Held-out pass@1 (greedy) and pass@k of any checkpoint on the configured task; with an
     environment, greedy episodes with real feedback, one attempt, and blank feedback."""
-    if cfg.env.name:
-        result = _eval_episodes(cfg, model_path)
-        if output:
-            Path(output).parent.mkdir(parents=True, exist_ok=True)
-            Path(output).write_text(json.dumps(result, indent=2))
-        return result
-    from rlvr.context import build_task
-    from rlvr.rollout.prompts import format_prompt
+    run = _eval_episodes if cfg.env.name else _eval_completions
+    result = run(cfg, model_path)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _eval_completions(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
+    from rlvr.context import build_task, formatter
     from rlvr.verifiers.base import get_verifier
     from rlvr.verifiers.pool import VerifierPool
 
@@ -138,34 +140,22 @@ def eval_model(
             samples=e.samples,
             temperature=e.temperature,
             seed=cfg.seed,
-            format_prompt=lambda p: format_prompt(
-                tokenizer, p, cfg.task.system_prompt, cfg.task.use_chat_template
-            ),
+            format_prompt=formatter(cfg, tokenizer),
         )
     result["model"] = str(model_path)
     result["task"] = cfg.task.name
-    if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(json.dumps(result, indent=2))
     return result
 
 
 def _eval_episodes(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
-    from rlvr.context import build_task, episode_runner, make_env
-    from rlvr.eval import evaluate_episodes
+    from rlvr.context import build_task
 
     model, tokenizer = load_policy(model_path, cfg.model.device, cfg.model.dtype)
     heldout = build_task(cfg).examples("heldout", cfg.eval.heldout)
     result: dict[str, Any] = {"model": str(model_path), "env": cfg.env.name}
-    for name, v in agentic_code.VARIANTS.items():
-        turns = 1 if v["single"] else cfg.env.max_turns
-        runner = episode_runner(cfg, tokenizer, turns)
-        try:
-            envs = [make_env(cfg, e, v["blank_feedback"], turns) for e in heldout]
-            got = evaluate_episodes(model, runner, envs)
-        finally:
-            runner.close()
-        prefix = "" if name == "multi_turn" else f"{name}/"
+    for name in agentic_code.VARIANTS:
+        got = agentic_code.play_variant(cfg, model, tokenizer, heldout, name)
+        prefix = agentic_code.metric_prefix(name)
         result[f"{prefix}pass@1"] = got["pass@1"]
         result[f"{prefix}reward"] = got["reward"]
         result[f"{prefix}turns"] = got["turns"]

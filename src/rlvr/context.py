@@ -302,9 +302,6 @@ class RunContext:
     ):
         return make_env(self.cfg, example, blank_feedback, max_turns)
 
-    def episode_runner(self, tokenizer: PreTrainedTokenizerBase, max_turns: int | None = None):
-        return episode_runner(self.cfg, tokenizer, max_turns)
-
     def formatter(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[str], str]:
         return formatter(self.cfg, tokenizer)
 

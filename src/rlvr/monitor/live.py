@@ -85,7 +85,14 @@ class RunMonitor:
         self.detectors = StepMonitor(config)
         self.path = Path(run_dir) / "alerts.jsonl"
 
-    def samples(self, texts: Sequence[str], references: Sequence[Any]) -> SampleReport:
+    def samples(
+        self,
+        texts: Sequence[str],
+        references: Sequence[Any],
+        rewards: Sequence[float] | None = None,
+    ) -> SampleReport:
+        """Flags, shadow scores and actions of a step's samples; ``rewards`` (the verifier's,
+        before any penalty) tell which flagged samples were paid for."""
         n = len(texts)
         flags = [self.scanner(t, r) for t, r in zip(texts, references, strict=True)] if (
             self.scanner and self.config.enabled
@@ -97,6 +104,7 @@ class RunMonitor:
             shadow=shadow,
             penalize=["penalize" in a for a in actions],
             drop=["filter" in a for a in actions],
+            rewards=list(rewards) if rewards is not None else None,
         )
 
     def metrics(self, report: SampleReport) -> dict[str, float]:

@@ -26,11 +26,12 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr.context import RunContext
+from rlvr.config import RunConfig
+from rlvr.context import RunContext, episode_runner, make_env
 from rlvr.eval import evaluate_episodes
 from rlvr.recipes.stages import Stage, run_stages, supervised
 from rlvr.rollout.episodes import TurnCodec
-from rlvr.rollout.sources import Episodes
+from rlvr.rollout.prompts import pad_id
 from rlvr.tasks.base import Example
 from rlvr.train.loop import run_rl
 from rlvr.train.sft import Sequence
@@ -89,6 +90,30 @@ def demonstrations(ctx: RunContext, tokenizer: PreTrainedTokenizerBase, n: int) 
         return list(pool.map(episode, range(n)))
 
 
+def play_variant(
+    cfg: RunConfig,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    heldout: list[Example],
+    name: str,
+) -> dict[str, Any]:
+    """Greedy episodes on ``heldout`` under variant ``name`` (``VARIANTS``): real feedback, one
+    attempt, or blank feedback for the same number of turns (``eval.evaluate_episodes``)."""
+    v = VARIANTS[name]
+    turns = 1 if v["single"] else cfg.env.max_turns
+    runner = episode_runner(cfg, tokenizer, max_turns=turns)
+    try:
+        envs = [make_env(cfg, e, v["blank_feedback"], turns) for e in heldout]
+        return evaluate_episodes(model, runner, envs)
+    finally:
+        runner.close()
+
+
+def metric_prefix(name: str) -> str:
+    """``heldout/<prefix>pass@1``: none for the real-feedback variant, ``<name>/`` else."""
+    return "" if name == "multi_turn" else f"{name}/"
+
+
 def evaluate_variants(
     ctx: RunContext,
     model: PreTrainedModel,
@@ -102,16 +127,9 @@ def evaluate_variants(
     out: dict[str, float] = {}
     heldout = ctx.heldout()
     for name in variants:
-        v = VARIANTS[name]
-        turns = 1 if v["single"] else ctx.cfg.env.max_turns
         t0 = time.perf_counter()
-        runner = ctx.episode_runner(tokenizer, max_turns=turns)
-        try:
-            envs = [ctx.make_env(e, v["blank_feedback"], turns) for e in heldout]
-            result = evaluate_episodes(model, runner, envs)
-        finally:
-            runner.close()
-        key = "" if name == "multi_turn" else f"{name}/"
+        result = play_variant(ctx.cfg, model, tokenizer, heldout, name)
+        key, suffix = metric_prefix(name), VARIANTS[name]["suffix"]
         ctx.metrics.log(
             "eval",
             step,
@@ -127,8 +145,8 @@ def evaluate_variants(
             for s in result["samples"]:
                 row = {"after": after, "variant": name, "step": step, **s}
                 f.write(json.dumps(row) + "\n")
-        out[f"{after}{v['suffix']}_accuracy"] = result["pass@1"]
-        out[f"{after}{v['suffix']}_reward"] = result["reward"]
+        out[f"{after}{suffix}_accuracy"] = result["pass@1"]
+        out[f"{after}{suffix}_reward"] = result["reward"]
     return out
 
 
@@ -136,9 +154,8 @@ def stage_sft(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.cfg
     model, tokenizer = ctx.initial_policy()
     sequences = demonstrations(ctx, tokenizer, cfg.sft.examples)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model, steps = supervised(
-        ctx, "sft", "cold-start SFT", model, tokenizer, sequences, pad, cfg.sft
+        ctx, "sft", "cold-start SFT", model, tokenizer, sequences, pad_id(tokenizer), cfg.sft
     )
     ctx.save(model, tokenizer, "sft")
     summary = evaluate_variants(ctx, model, tokenizer, "sft", steps)
@@ -149,21 +166,12 @@ def stage_sft(ctx: RunContext) -> dict[str, Any]:
 
 def stage_rl(ctx: RunContext, init: str = "sft") -> dict[str, Any]:
     cfg = ctx.cfg
-    sources: list[Episodes] = []
-
-    def make_source(tokenizer: PreTrainedTokenizerBase) -> Episodes:
-        sources.append(ctx.rollout_source(tokenizer))
-        return sources[-1]
 
     def heldout(policy, tokenizer, step: int) -> float:
         values = evaluate_variants(ctx, policy, tokenizer, "rl", step, ("multi_turn",))
         return values["rl_accuracy"]
 
-    try:
-        out = run_rl(ctx, make_source, heldout, init)
-    finally:
-        for source in sources:
-            source.close()
+    out = run_rl(ctx, ctx.rollout_source, heldout, init)
     summary = evaluate_variants(ctx, out.policy, out.tokenizer, "rl", out.steps, ("multi_turn",))
     summary.update(rl_seconds=out.seconds, rl_steps=cfg.rl.steps)
     ctx.mark_done("rl", **summary)

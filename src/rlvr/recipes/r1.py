@@ -26,6 +26,7 @@ from rlvr.context import RunContext, console
 from rlvr.eval import evaluate
 from rlvr.faults import fault_point
 from rlvr.recipes.stages import Stage, run_stages, supervised
+from rlvr.rollout.prompts import pad_id
 from rlvr.tasks.base import Example
 from rlvr.train.loop import run_rl
 from rlvr.train.rejection import rejection_sample
@@ -91,8 +92,7 @@ def _supervised(
     trained model and its step count."""
     fmt = ctx.formatter(tokenizer)
     pairs = encode_pairs(tokenizer, [fmt(p) for p in prompts], completions, cfg.max_length)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return supervised(ctx, stage, label, model, tokenizer, pairs, pad, cfg)
+    return supervised(ctx, stage, label, model, tokenizer, pairs, pad_id(tokenizer), cfg)
 
 
 def stage_sft(ctx: RunContext) -> dict[str, Any]:

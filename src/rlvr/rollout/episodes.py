@@ -30,7 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.envs.base import Env, Turn
 from rlvr.rollout.generate import Rollouts, encode_prompts, left_pad, sample_ids
-from rlvr.rollout.prompts import format_prompt
+from rlvr.rollout.prompts import format_prompt, pad_id
 from rlvr.rollout.sampling import sample_key
 from rlvr.verifiers.base import Verdict
 
@@ -154,7 +154,7 @@ class EpisodeRunner:
         tok, lim = self.tokenizer, self.limits
         device = next(model.parameters()).device
         eos = tok.eos_token_id
-        pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+        pad = pad_id(tok)
         prompts = list(self.pool.map(lambda env: env.reset(), envs))
         episodes = []
         for env, prompt in zip(envs, prompts, strict=True):

@@ -232,14 +232,15 @@ def _decode(model, prompt_ids, prompt_mask, group_size, max_new_tokens, pick, eo
     for t in range(max_new_tokens):
         all_alive = bool(alive.all())
         rows = None if all_alive else alive.nonzero().squeeze(1)
-        picked, logp = pick(logits if all_alive else logits[rows], batch[alive], t)
+        live = batch if all_alive else batch[rows]  # their rows in the full batch
+        picked, logp = pick(logits if all_alive else logits[rows], live, t)
         if all_alive:
             nxt = picked
         else:
             nxt = torch.zeros_like(batch)
             nxt[rows] = picked
-        tokens[batch[alive], t] = picked
-        logprobs[batch[alive], t] = logp
+        tokens[live, t] = picked
+        logprobs[live, t] = logp
         done = alive & (nxt == eos) if eos is not None else torch.zeros_like(alive)
         if bool(done.any()):
             lengths[batch[done]] = t + 1

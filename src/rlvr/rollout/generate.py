@@ -22,6 +22,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.cpu_threads import cpu_shards, on_threads
 from rlvr.rollout import fast_decode
+from rlvr.rollout.prompts import pad_id
 from rlvr.rollout.sampling import Sampler
 
 
@@ -338,7 +339,7 @@ def generate(
     keyed by ``keys`` (one per completion) when given, else from ``generator``."""
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    pad = pad_id(tokenizer)
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
     out = sample_ids(
         model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos, temperature, top_p,

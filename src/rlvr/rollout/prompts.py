@@ -10,6 +10,13 @@ from __future__ import annotations
 from transformers import PreTrainedTokenizerBase
 
 
+def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id that pads batches: the tokenizer's pad token, or EOS when it has none (most base
+    models), which the attention and loss masks then hide."""
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else tokenizer.eos_token_id
+
+
 def format_prompt(
     tokenizer: PreTrainedTokenizerBase,
     prompt: str,

@@ -15,6 +15,7 @@ the nucleus with one uniform per row. Each token also gets its log-prob under so
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import torch
@@ -37,11 +38,18 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
     return (x >> 16) ^ x
 
 
+@functools.lru_cache(maxsize=8)
+def _column_hashes(width: int, device: torch.device) -> torch.Tensor:
+    """The hash of every column (token id): the same for every token drawn, so made once."""
+    cols = torch.arange(width, device=device, dtype=torch.long)
+    return _hash32(cols * _GOLDEN & _MASK)
+
+
 def keyed_uniform(keys: torch.Tensor, position: int, width: int) -> torch.Tensor:
     """(rows, width) uniforms in (0, 1), float64, a function of (key, position, column) only."""
     base = _hash32((keys.long() + (position + 1) * _GOLDEN) & _MASK)
-    cols = torch.arange(width, device=keys.device, dtype=torch.long)
-    bits = _hash32((base[:, None] ^ _hash32(cols * _GOLDEN & _MASK)[None, :]) & _MASK)
+    cols = _column_hashes(width, keys.device)
+    bits = _hash32((base[:, None] ^ cols[None, :]) & _MASK)
     return (bits.double() + 0.5) / 2.0**32
 
 

@@ -53,6 +53,9 @@ class RolloutSource(Protocol):
         self, policy: PreTrainedModel, examples: list[Example], keys: list[int]
     ) -> Collected: ...
 
+    def close(self) -> None:
+        """Release what the source holds (an episode runner's threads)."""
+
 
 def sample_keys(keys: list[int], group_size: int, *more: object) -> torch.Tensor:
     """One sampling key per sample: example-major, ``group_size`` per example."""
@@ -100,6 +103,9 @@ class SingleTurn:
         )
         seconds = {"generate": t1 - t0, "verify": time.perf_counter() - t1}
         return Collected(ro, verdicts, seconds)
+
+    def close(self) -> None:
+        """Nothing to release: scoring runs in the run's verifier pool."""
 
 
 class Episodes:

@@ -39,6 +39,7 @@ from ray.exceptions import RayError
 from rlvr.context import RunContext
 from rlvr.faults import ENV, ONCE
 from rlvr.rollout.generate import Rollouts
+from rlvr.rollout.prompts import pad_id
 from rlvr.rollout.sampling import sample_key
 from rlvr.rollout.sources import Collected, RolloutSource, SingleTurn
 from rlvr.scale import ScaleError, share
@@ -195,8 +196,7 @@ class RaySource:
         cfg, sc = ctx.cfg, ctx.cfg.scale
         self.cfg, self.learners = cfg, learners
         self.group_size, self.max_tokens = local.group_size, local.max_tokens
-        pad = tokenizer.pad_token_id
-        self.pad = pad if pad is not None else tokenizer.eos_token_id
+        self.pad = pad_id(tokenizer)
         self.single_turn = isinstance(local, SingleTurn)
         restart = {
             "max_restarts": RESTARTS,

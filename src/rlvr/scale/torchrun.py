@@ -30,6 +30,7 @@ import torch.distributed as dist
 from rlvr.config import ConfigError
 from rlvr.context import RunContext, rollout_source
 from rlvr.rollout.generate import Rollouts
+from rlvr.rollout.prompts import pad_id
 from rlvr.rollout.sources import Collected, RolloutSource
 from rlvr.scale import ScaleError, share, torchrun_rank, torchrun_world
 from rlvr.scale.learner import build_learner, combine_metrics, update_share
@@ -144,8 +145,7 @@ class TorchrunRun:
     ) -> None:  # fmt: skip
         self.local_source, self.local = source, learner
         self.group_size, self.max_tokens = source.group_size, source.max_tokens
-        pad = tokenizer.pad_token_id
-        self.pad = pad if pad is not None else tokenizer.eos_token_id
+        self.pad = pad_id(tokenizer)
         self.version = version
         self.world = dist.get_world_size()
         reference = learner.reference

@@ -146,8 +146,7 @@ def collect_batch(
     report = None
     if monitor is not None:
         t0 = time.perf_counter()
-        report = monitor.samples(ro.texts, [e.reference for e in rows])
-        report.rewards = rewards.tolist()
+        report = monitor.samples(ro.texts, [e.reference for e in rows], rewards.tolist())
         seconds["monitor"] = time.perf_counter() - t0
         if any(report.penalize):
             rewards = rewards.masked_fill(torch.tensor(report.penalize), 0.0)

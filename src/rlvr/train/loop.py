@@ -38,6 +38,7 @@ from rlvr.config import AlgorithmConfig, RLConfig
 from rlvr.context import Interrupted, RunContext
 from rlvr.faults import fault_point
 from rlvr.monitor.live import MonitorStop
+from rlvr.rollout.prompts import pad_id
 from rlvr.rollout.sampling import sample_key
 from rlvr.rollout.sources import RolloutSource
 from rlvr.tasks.base import Example
@@ -164,17 +165,18 @@ def run_rl(
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         torch.set_rng_state(resumed["torch_rng"])
-    source = make_source(tokenizer)
+    source = local_source = make_source(tokenizer)
     settings = loss_settings(algo, source.max_tokens)
     learner = LocalLearner(policy, optimizer, scheduler, settings, algo, rl, reference)
     monitor = ctx.run_monitor()
     monitor.replay(read_metrics(ctx.dir))  # held-out rows so far; a resumed run's RL rows
     ctx.metrics.sinks.append(monitor)  # held-out rows logged during RL reach it too
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     t0 = time.perf_counter()
     seconds = float(resumed["seconds"]) if resumed else 0.0
     step = start
     scaled = None
+    shortcut = getattr(ctx.task, "is_shortcut", None)  # a demo task's ground truth, if any
     try:
         if scale.wanted(cfg):  # Ray actors or torchrun ranks; this process stays the controller
             scaled = scale.scale_out(ctx, tokenizer, source, learner, version=start)
@@ -193,7 +195,6 @@ def run_rl(
                 values = batch_metrics(batch)
                 if batch.report is not None:
                     values.update(monitor.metrics(batch.report))
-                shortcut = getattr(ctx.task, "is_shortcut", None)
                 if shortcut is not None:  # ground truth of a demo's shortcut: never the monitor's
                     texts = batch.rollouts.texts
                     values["hack/shortcut_share"] = sum(map(shortcut, texts)) / len(texts)
@@ -232,6 +233,7 @@ def run_rl(
         ctx.metrics.sinks.remove(monitor)
         if scaled is not None:
             scaled.close()
+        local_source.close()
     ctx.save(policy, tokenizer, "rl")
     return RLResult(policy, tokenizer, step, seconds + time.perf_counter() - t0)
 

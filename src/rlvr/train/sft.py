@@ -15,6 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import SFTConfig
 from rlvr.rollout.generate import positions
+from rlvr.rollout.prompts import pad_id
 from rlvr.train.optim import make_optimizer
 
 Sequence = tuple[list[int], list[int]]  # token ids, and 1 where a token is learned
@@ -59,9 +60,8 @@ def train_sft(
     """Train ``model`` in place; returns the number of optimizer steps taken."""
     if not prompts:
         raise ValueError("SFT got no examples")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     pairs = encode_pairs(tokenizer, prompts, solutions, cfg.max_length)
-    return train_sequences(model, pairs, pad, cfg, seed, on_step, should_stop)
+    return train_sequences(model, pairs, pad_id(tokenizer), cfg, seed, on_step, should_stop)
 
 
 def train_sequences(
