@@ -40,10 +40,10 @@ def _batch(pairs: list[Sequence], pad: int, device: torch.device):
     mask = torch.zeros((len(pairs), width), dtype=torch.long)
     labels = torch.full((len(pairs), width), -100, dtype=torch.long)
     for i, (row, learned) in enumerate(pairs):
-        ids[i, : len(row)] = torch.tensor(row)
+        tokens = torch.tensor(row)
+        ids[i, : len(row)] = tokens
         mask[i, : len(row)] = 1
-        target = torch.tensor(row)
-        labels[i, : len(row)] = torch.where(torch.tensor(learned, dtype=torch.bool), target, -100)
+        labels[i, : len(row)] = torch.where(torch.tensor(learned, dtype=torch.bool), tokens, -100)
     return ids.to(device), mask.to(device), labels.to(device)
 
 
