@@ -102,11 +102,39 @@ class EnvConfig(Section):
         return self
 
 
+class VllmConfig(Section):
+    """The vLLM engine's settings (``rollout.engine: vllm``); defaults start on a 2-core, 24 GiB
+    CPU machine and on one GPU shared with the learner."""
+
+    kv_cache_gib: float = Field(
+        2.0, gt=0, description="CPU: GiB of KV cache (vLLM's VLLM_CPU_KVCACHE_SPACE)"
+    )
+    gpu_memory_utilization: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="GPU: share of the GPU's memory for the engine's weights and KV cache (the "
+        "learner, colocated, needs the rest)",
+    )
+    max_model_len: int | None = Field(
+        None, ge=8, description="longest prompt + completion; None: from the run's lengths"
+    )
+    sleep: bool = Field(
+        True, description="GPU: free the engine's memory during the update (vLLM sleep mode)"
+    )
+
+
 class RolloutConfig(Section):
     group_size: int = Field(8, ge=1, description="G: completions per prompt")
     max_new_tokens: int = Field(32, ge=1)
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
+    engine: Literal["auto", "rlvr", "vllm"] = Field(
+        "auto",
+        description="what samples rollouts: rlvr's own decoders, a colocated vLLM engine, or "
+        "auto: vLLM where it is installed and measured faster for the model, else rlvr",
+    )
+    vllm: VllmConfig = Field(default_factory=VllmConfig)
 
 
 class AlgorithmConfig(Section):

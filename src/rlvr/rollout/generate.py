@@ -23,6 +23,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from rlvr.cpu_threads import cpu_shards, on_threads
 from rlvr.rollout import fast_decode
 from rlvr.rollout.prompts import pad_id
+from rlvr.rollout.engines.base import Sampled
 from rlvr.rollout.sampling import Sampler
 
 
@@ -276,16 +277,6 @@ def _sharded_decode(
         ]
     )
     return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
-
-
-@dataclass
-class Sampled:
-    """What a decode returns: ``tokens``/``logprobs`` (N, T), ``lengths``/``finished`` (N,)."""
-
-    tokens: torch.Tensor
-    lengths: torch.Tensor
-    finished: torch.Tensor
-    logprobs: torch.Tensor
 
 
 @torch.no_grad()
