@@ -22,8 +22,8 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.cpu_threads import cpu_shards, on_threads
 from rlvr.rollout import fast_decode
-from rlvr.rollout.prompts import pad_id
 from rlvr.rollout.engines.base import Sampled
+from rlvr.rollout.prompts import pad_id
 from rlvr.rollout.sampling import Sampler
 
 
