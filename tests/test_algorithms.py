@@ -529,7 +529,7 @@ def test_beta_zero_loads_no_reference(tmp_path, monkeypatch, beta, loads) -> Non
     from rlvr.config import load_config
     from rlvr.context import RunContext
     from rlvr.recipes import r1
-    from rlvr.train import loop
+    from rlvr.train import learner
 
     cfg = load_config(
         name="t",
@@ -545,9 +545,9 @@ def test_beta_zero_loads_no_reference(tmp_path, monkeypatch, beta, loads) -> Non
     built, references = [], []
     real_init = ctx.initial_policy
     monkeypatch.setattr(ctx, "initial_policy", lambda: built.append(1) or real_init())
-    real_update = loop.update_policy
+    real_update = learner.update_policy
     monkeypatch.setattr(
-        loop, "update_policy", lambda *a: references.append(a[-1]) or real_update(*a)
+        learner, "update_policy", lambda *a: references.append(a[-1]) or real_update(*a)
     )
     try:
         r1.stage_rl(ctx, init="init")

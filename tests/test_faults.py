@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 import rlvr
-from rlvr.context import RunLock
+from rlvr.run_dir import RunLock
 
 SRC = str(Path(rlvr.__file__).parents[1])  # subprocesses run the rlvr under test
 

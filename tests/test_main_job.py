@@ -207,7 +207,7 @@ def test_dynamic_sampling_refills_with_informative_groups():
     from rlvr.config import AlgorithmConfig
     from rlvr.rollout.sources import SingleTurn
     from rlvr.train.grpo import collect_batch
-    from rlvr.train.loop import prompt_stream
+    from rlvr.train.prompt_stream import prompt_stream
 
     tok = build_tokenizer()
     model = build_model(tok, hidden_size=32, num_layers=1, num_heads=2)

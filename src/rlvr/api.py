@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.config import ConfigError, RunConfig
-from rlvr.context import RunContext, console
+from rlvr.context import RunContext
 from rlvr.eval import evaluate
 from rlvr.models.load import load_policy
+from rlvr.progress import console
 from rlvr.recipes import agentic_code, hack_demo, r1
 from rlvr.recipes.stages import write_summary
+from rlvr.runners import on_ranks, one_process
 
 RECIPES = {"r1": r1, "agentic_code": agentic_code, "hack_demo": hack_demo}
 
@@ -28,21 +30,11 @@ def _recipe(cfg: RunConfig):
     return RECIPES[cfg.recipe]
 
 
-def _one_process(command: str) -> None:
-    """Under torchrun (several ranks) only ``rlvr train`` is data-parallel."""
-    from rlvr.scale import torchrun_world
-
-    if torchrun_world() > 1:
-        from rlvr.scale.torchrun import only_train
-
-        only_train(command)
-
-
 def run(cfg: RunConfig, resume: bool = False, allow_config_change: bool = False) -> dict[str, Any]:
     """The configured recipe (``cfg.recipe``) into the run directory; ``resume`` continues an
     interrupted run from its last checkpoint, exactly (README: "Interrupted runs"), with the
     settings it was started with unless ``allow_config_change``."""
-    _one_process("run")
+    one_process("run")
     recipe = _recipe(cfg)
     ctx = RunContext(cfg, fresh=not resume, resume=resume, allow_config_change=allow_config_change)
     try:
@@ -57,23 +49,23 @@ def _single_stage(
     """One stage of the recipe into the run directory: from scratch, or with ``resume`` from
     its last checkpoint (a stage already finished is then left as it is)."""
     if stage != "rl":
-        _one_process({"sft": "sft", "rejection": "sample"}.get(stage, stage))
+        one_process({"sft": "sft", "rejection": "sample"}.get(stage, stage))
     recipe = _recipe(cfg)
     if stage not in recipe.STAGES:
         raise ConfigError(f"the {cfg.recipe} recipe has no {stage!r} stage")
     ctx = RunContext(cfg, resume=resume, allow_config_change=allow_config_change)
     try:
-        with ctx.interruptible():
-            if resume and stage in ctx.state["done"]:
+        with ctx.interrupts.interruptible():
+            if resume and stage in ctx.run.state["done"]:
                 console.print(f"[dim]{stage}: done earlier, nothing to resume")
             else:
-                ctx.state["done"] = [s for s in ctx.state["done"] if s != stage]
-                ctx.begin_stage(stage, resume)
+                ctx.run.state["done"] = [s for s in ctx.run.state["done"] if s != stage]
+                ctx.run.begin_stage(stage, resume)
                 recipe.STAGES[stage](ctx, **kwargs)
         return write_summary(ctx)
     finally:
-        ctx.state["wall_seconds"] = ctx.wall_seconds()
-        ctx.write_state()
+        ctx.run.state["wall_seconds"] = ctx.run.wall_seconds()
+        ctx.run.write_state()
         ctx.close()
 
 
@@ -90,13 +82,8 @@ def train(
     (or a fresh embedded model). Writes ``checkpoints/rl``; ``resume`` continues an
     interrupted one."""
     init = "sft" if (cfg.run_dir / "checkpoints" / "sft" / "config.json").exists() else "init"
-    from rlvr.scale import torchrun_world
-
-    if torchrun_world() > 1:  # rank 0 trains; the other ranks serve it (and return {})
-        from rlvr.scale.torchrun import run_ranks
-
-        return run_ranks(lambda: _single_stage(cfg, "rl", resume, allow_config_change, init=init))
-    return _single_stage(cfg, "rl", resume, allow_config_change, init=init)
+    # under torchrun, rank 0 trains and the other ranks serve it (and return {})
+    return on_ranks(lambda: _single_stage(cfg, "rl", resume, allow_config_change, init=init))
 
 
 def sample(
@@ -121,9 +108,9 @@ def eval_model(
 
 
 def _eval_completions(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
-    from rlvr.context import build_task, formatter
     from rlvr.verifiers.base import get_verifier
     from rlvr.verifiers.pool import VerifierPool
+    from rlvr.wiring import build_task, formatter
 
     task = build_task(cfg)
     verifier = get_verifier(cfg.task.verifier or task.verifier, **dict(task.verifier_options))
@@ -148,7 +135,7 @@ def _eval_completions(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
 
 
 def _eval_episodes(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
-    from rlvr.context import build_task
+    from rlvr.wiring import build_task
 
     model, tokenizer = load_policy(model_path, cfg.model.device, cfg.model.dtype)
     heldout = build_task(cfg).examples("heldout", cfg.eval.heldout)

@@ -435,8 +435,8 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the one place errors meet the user
         import click
 
-        from rlvr.context import Interrupted
         from rlvr.monitor.live import MonitorStop
+        from rlvr.progress import Interrupted
 
         if _state["debug"] or "--debug" in sys.argv:
             raise

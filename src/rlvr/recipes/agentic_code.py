@@ -27,14 +27,15 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import RunConfig
-from rlvr.context import RunContext, episode_runner, make_env
+from rlvr.context import RunContext
 from rlvr.eval import evaluate_episodes
 from rlvr.recipes.stages import Stage, run_stages, supervised
 from rlvr.rollout.episodes import TurnCodec
 from rlvr.rollout.prompts import pad_id
+from rlvr.runners import run_rl
 from rlvr.tasks.base import Example
-from rlvr.train.loop import run_rl
 from rlvr.train.sft import Sequence
+from rlvr.wiring import episode_runner, make_env
 
 # how each control runs the environment, and its summary-key suffix
 VARIANTS = {
@@ -157,10 +158,10 @@ def stage_sft(ctx: RunContext) -> dict[str, Any]:
     model, steps = supervised(
         ctx, "sft", "cold-start SFT", model, tokenizer, sequences, pad_id(tokenizer), cfg.sft
     )
-    ctx.save(model, tokenizer, "sft")
+    ctx.run.save(model, tokenizer, "sft")
     summary = evaluate_variants(ctx, model, tokenizer, "sft", steps)
-    summary.update(sft_seconds=ctx.stage_seconds(), sft_examples=len(sequences))
-    ctx.mark_done("sft", **summary)
+    summary.update(sft_seconds=ctx.run.stage_seconds(), sft_examples=len(sequences))
+    ctx.run.mark_done("sft", **summary)
     return summary
 
 
@@ -174,17 +175,17 @@ def stage_rl(ctx: RunContext, init: str = "sft") -> dict[str, Any]:
     out = run_rl(ctx, ctx.rollout_source, heldout, init)
     summary = evaluate_variants(ctx, out.policy, out.tokenizer, "rl", out.steps, ("multi_turn",))
     summary.update(rl_seconds=out.seconds, rl_steps=cfg.rl.steps)
-    ctx.mark_done("rl", **summary)
+    ctx.run.mark_done("rl", **summary)
     return summary
 
 
 def stage_controls(ctx: RunContext) -> dict[str, Any]:
     """The RL policy with one attempt, and with blank feedback: same problems, same budget."""
-    model, tokenizer = ctx.load("rl")
+    model, tokenizer = ctx.run.load("rl")
     summary = evaluate_variants(
         ctx, model, tokenizer, "rl", ctx.cfg.rl.steps, ("single_turn", "blank_feedback")
     )
-    ctx.mark_done("controls", **summary)
+    ctx.run.mark_done("controls", **summary)
     return summary
 
 

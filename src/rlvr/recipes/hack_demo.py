@@ -53,13 +53,13 @@ def _variant(ctx: RunContext, name: str, resume: bool = False) -> dict[str, Any]
             ),
         }
     )
-    sub = RunContext(sub_cfg, resume=resume, allow_config_change=ctx.allow_config_change)
+    sub = RunContext(sub_cfg, resume=resume, allow_config_change=ctx.run.allow_config_change)
     try:
-        if "rl" not in sub.state["done"]:
-            if not sub.checkpoint_dir("sft").exists():
-                shutil.copytree(ctx.checkpoint_dir("sft"), sub.checkpoint_dir("sft"))
-            with sub.interruptible():
-                sub.begin_stage("rl", resume)
+        if "rl" not in sub.run.state["done"]:
+            if not sub.run.checkpoint_dir("sft").exists():
+                shutil.copytree(ctx.run.checkpoint_dir("sft"), sub.run.checkpoint_dir("sft"))
+            with sub.interrupts.interruptible():
+                sub.run.begin_stage("rl", resume)
                 r1.stage_rl(sub, init="sft")
         rows = [json.loads(line) for line in sub.metrics.path.read_text().splitlines()]
         alerts_path = sub.dir / "alerts.jsonl"
@@ -84,7 +84,7 @@ def _variant(ctx: RunContext, name: str, resume: bool = False) -> dict[str, Any]
         f"{name}_heldout_accuracy": summary.get("rl_accuracy"),
         f"{name}_seconds": summary.get("rl_seconds"),
     }
-    ctx.mark_done(name, **out)
+    ctx.run.mark_done(name, **out)
     return out
 
 

@@ -22,13 +22,14 @@ import time
 from typing import Any
 
 from rlvr.config import SFTConfig
-from rlvr.context import RunContext, console
+from rlvr.context import RunContext
 from rlvr.eval import evaluate
 from rlvr.faults import fault_point
+from rlvr.progress import console
 from rlvr.recipes.stages import Stage, run_stages, supervised
 from rlvr.rollout.prompts import pad_id
+from rlvr.runners import run_rl
 from rlvr.tasks.base import Example
-from rlvr.train.loop import run_rl
 from rlvr.train.rejection import rejection_sample
 from rlvr.train.sft import encode_pairs
 
@@ -42,7 +43,7 @@ def evaluate_stage(
         model,
         tokenizer,
         ctx.heldout(),
-        ctx.score,
+        ctx.scoring.score,
         ctx.cfg.rollout.max_new_tokens,
         k=e.k,
         samples=e.samples,
@@ -109,15 +110,15 @@ def stage_sft(ctx: RunContext) -> dict[str, Any]:
         [e.solution for e in examples],
         cfg.sft,
     )
-    ctx.save(model, tokenizer, "sft")
+    ctx.run.save(model, tokenizer, "sft")
     result = evaluate_stage(ctx, model, tokenizer, "sft", steps)
     summary = {
         "sft_accuracy": result["pass@1"],
         f"sft_pass@{cfg.eval.k}": result[f"pass@{cfg.eval.k}"],
-        "sft_seconds": ctx.stage_seconds(),
+        "sft_seconds": ctx.run.stage_seconds(),
         "sft_examples": len(examples),
     }
-    ctx.mark_done("sft", **summary)
+    ctx.run.mark_done("sft", **summary)
     return summary
 
 
@@ -135,13 +136,13 @@ def stage_rl(ctx: RunContext, init: str = "sft") -> dict[str, Any]:
         "rl_seconds": out.seconds,
         "rl_steps": cfg.rl.steps,
     }
-    ctx.mark_done("rl", **summary)
+    ctx.run.mark_done("rl", **summary)
     return summary
 
 
 def stage_rejection(ctx: RunContext, source: str = "rl") -> dict[str, Any]:
     cfg, rs = ctx.cfg, ctx.cfg.rejection
-    model, tokenizer = ctx.load(source)
+    model, tokenizer = ctx.run.load(source)
     examples = ctx.task.examples("train", rs.prompts)
     batches = 0
 
@@ -159,7 +160,7 @@ def stage_rejection(ctx: RunContext, source: str = "rl") -> dict[str, Any]:
             model,
             tokenizer,
             examples,
-            ctx.score,
+            ctx.scoring.score,
             rs.k,
             cfg.rollout.max_new_tokens,
             rs.temperature,
@@ -172,9 +173,9 @@ def stage_rejection(ctx: RunContext, source: str = "rl") -> dict[str, Any]:
             f.write(json.dumps(row) + "\n")
     ctx.metrics.log("rejection", 0, **stats)
     summary = {f"rejection_{k}": v for k, v in stats.items()} | {
-        "rejection_seconds": ctx.stage_seconds()
+        "rejection_seconds": ctx.run.stage_seconds()
     }
-    ctx.mark_done("rejection", **summary)
+    ctx.run.mark_done("rejection", **summary)
     return summary
 
 
@@ -186,8 +187,8 @@ def stage_final_sft(ctx: RunContext) -> dict[str, Any]:
         # Nothing verified to learn from (a policy that never solves a training prompt): the RL
         # policy is the final one. Said loudly, recorded in the summary, never a crash at the end.
         console.print(f"[yellow]final SFT skipped: {path} holds no verified completions")
-        model, tokenizer = ctx.load(fs.init)
-        ctx.save(model, tokenizer, "final")
+        model, tokenizer = ctx.run.load(fs.init)
+        ctx.run.save(model, tokenizer, "final")
         result = evaluate_stage(ctx, model, tokenizer, "final_sft", 0)
         summary = {
             "final_accuracy": result["pass@1"],
@@ -195,11 +196,11 @@ def stage_final_sft(ctx: RunContext) -> dict[str, Any]:
             "final_sft_examples": 0,
             "final_sft_skipped": "no verified completions",
         }
-        ctx.mark_done("final_sft", **summary)
+        ctx.run.mark_done("final_sft", **summary)
         return summary
     random.Random(cfg.seed).shuffle(rows)
     rows = rows[: fs.examples]
-    model, tokenizer = ctx.load(fs.init)
+    model, tokenizer = ctx.run.load(fs.init)
     model, steps = _supervised(
         ctx,
         "final_sft",
@@ -210,15 +211,15 @@ def stage_final_sft(ctx: RunContext) -> dict[str, Any]:
         [r["completion"] for r in rows],
         fs,
     )
-    ctx.save(model, tokenizer, "final")
+    ctx.run.save(model, tokenizer, "final")
     result = evaluate_stage(ctx, model, tokenizer, "final_sft", steps)
     summary = {
         "final_accuracy": result["pass@1"],
         f"final_pass@{cfg.eval.k}": result[f"pass@{cfg.eval.k}"],
-        "final_sft_seconds": ctx.stage_seconds(),
+        "final_sft_seconds": ctx.run.stage_seconds(),
         "final_sft_examples": len(rows),
     }
-    ctx.mark_done("final_sft", **summary)
+    ctx.run.mark_done("final_sft", **summary)
     return summary
 
 

@@ -10,9 +10,10 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import SFTConfig
-from rlvr.context import Interrupted, RunContext, console
+from rlvr.context import RunContext
 from rlvr.faults import fault_point
 from rlvr.monitor.live import MonitorStop
+from rlvr.progress import Interrupted, console
 from rlvr.tracking.plots import plot_run
 from rlvr.train.sft import Sequence, train_sequences
 
@@ -34,9 +35,9 @@ def supervised(
     Saves ``checkpoints/<stage>-last`` every ``cfg.save_every`` steps and on Ctrl-C (then
     raises Interrupted); a resumed stage continues from that checkpoint, with ``model`` replaced
     by its weights, exactly where the killed process left off."""
-    resumed = ctx.resumed(stage)
+    resumed = ctx.run.resumed(stage)
     if resumed is not None:
-        model, _ = ctx.load(f"{stage}-last")
+        model, _ = ctx.run.load(f"{stage}-last")
     total = cfg.epochs * ((len(sequences) + cfg.batch_size - 1) // cfg.batch_size)
     with ctx.progress(label, total) as advance:
         advance(resumed["step"] if resumed else 0)
@@ -53,7 +54,7 @@ def supervised(
             fault_point(f"{stage}:step:{m['step']}")
 
         def checkpoint(state: dict[str, Any]) -> None:
-            ctx.save(model, tokenizer, f"{stage}-last", state)
+            ctx.run.save(model, tokenizer, f"{stage}-last", state)
 
         steps = train_sequences(
             model,
@@ -62,11 +63,11 @@ def supervised(
             cfg,
             seed=ctx.cfg.seed,
             on_step=on_step,
-            should_stop=ctx.stop_requested,
+            should_stop=ctx.interrupts.stop_requested,
             checkpoint=checkpoint,
             resume=resumed,
         )
-    if ctx.stop_requested():
+    if ctx.interrupts.stop_requested():
         raise Interrupted(stage)
     return model, steps
 
@@ -75,8 +76,8 @@ def write_summary(ctx: RunContext) -> dict[str, Any]:
     """``summary.json``: every stage's summary, ``rl_lift``, and ``wall_seconds``, the run's
     wall-clock time summed over all the processes that worked on it (a process killed without
     warning counts up to its last checkpoint; ``RunContext`` says how)."""
-    summary = dict(ctx.state["summary"])
-    summary["wall_seconds"] = ctx.wall_seconds()
+    summary = dict(ctx.run.state["summary"])
+    summary["wall_seconds"] = ctx.run.wall_seconds()
     if "sft_accuracy" in summary and "rl_accuracy" in summary:
         summary["rl_lift"] = summary["rl_accuracy"] - summary["sft_accuracy"]
     (ctx.dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -91,19 +92,19 @@ def run_stages(ctx: RunContext, stages: dict[str, Stage], resume: bool = False) 
     """Every stage in order, skipping those already done; with ``resume`` an unfinished stage
     continues from its last checkpoint (``RunContext.begin_stage``). The summary."""
     try:
-        with ctx.interruptible():
+        with ctx.interrupts.interruptible():
             for stage, run in stages.items():
-                if stage in ctx.state["done"]:
+                if stage in ctx.run.state["done"]:
                     console.print(f"[dim]{stage}: done earlier, skipped")
                     continue
-                ctx.begin_stage(stage, resume)
+                ctx.run.begin_stage(stage, resume)
                 run(ctx)
     except MonitorStop as stop:  # the run saved; its summary says why it ended
-        ctx.state["summary"]["stopped_by_monitor"] = str(stop)
-        ctx.state["wall_seconds"] = ctx.wall_seconds()
+        ctx.run.state["summary"]["stopped_by_monitor"] = str(stop)
+        ctx.run.state["wall_seconds"] = ctx.run.wall_seconds()
         write_summary(ctx)
         raise
     finally:
-        ctx.state["wall_seconds"] = ctx.wall_seconds()
-        ctx.write_state()
+        ctx.run.state["wall_seconds"] = ctx.run.wall_seconds()
+        ctx.run.write_state()
     return write_summary(ctx)

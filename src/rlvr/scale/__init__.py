@@ -1,6 +1,6 @@
 """Scale-out of the RL stage: rollout, verifier and learner workers as Ray actors
 (``--ray``, ``scale:``), or data-parallel ranks under ``torchrun``. The RL loop
-(``train.loop.run_rl``) keeps its shape: this process stays the single controller that owns the
+(``train.loop.train_rl``) keeps its shape: this process stays the single controller that owns the
 data order, the group advantages, the version counter and the run directory; what changes is
 where the source's samples and the update come from.
 
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from rlvr.config import RunConfig
     from rlvr.context import RunContext
     from rlvr.rollout.sources import RolloutSource
-    from rlvr.train.loop import LocalLearner, PromptStream
+    from rlvr.train.learner import LocalLearner
+    from rlvr.train.prompt_stream import PromptStream
 
 
 class ScaleError(RuntimeError):
@@ -34,7 +35,7 @@ class ScaleError(RuntimeError):
 
 
 class Learner(Protocol):
-    """Where ``run_rl``'s update runs (``train.loop.LocalLearner`` in one process)."""
+    """Where ``train_rl``'s update runs (``train.learner.LocalLearner`` in one process)."""
 
     @property
     def policy(self) -> Any: ...  # the current weights, for held-out checks and checkpoints

@@ -23,7 +23,7 @@ from rlvr.config import RunConfig
 from rlvr.scale import share
 from rlvr.scale.weights import build_policy
 from rlvr.train.grpo import Batch, loss_settings, update_policy
-from rlvr.train.loop import LocalLearner, rl_optimizer
+from rlvr.train.learner import LocalLearner, rl_optimizer
 
 # metrics that are the same on every learner (not shares of a sum)
 SHARED = ("grad_norm", "learning_rate")

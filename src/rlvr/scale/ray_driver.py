@@ -49,7 +49,8 @@ from rlvr.scale.verifier_worker import VerifierWorker
 from rlvr.scale.weights import architecture, checksum, load_weights, policy_payload, state_of
 from rlvr.tasks.base import Example
 from rlvr.train.grpo import Batch, group_keys
-from rlvr.train.loop import LocalLearner, PromptStream
+from rlvr.train.learner import LocalLearner
+from rlvr.train.prompt_stream import PromptStream
 
 RESTARTS = 3  # a rollout or verifier actor that dies is restarted, and its calls re-run
 # the driver's settings that its actors need too (fault points, thread and fast-path switches)
@@ -216,7 +217,8 @@ class RaySource:
             options = dict(ctx.task.verifier_options)
             verifier = ray.remote(VerifierWorker).options(num_cpus=1, **restart)
             self.verifiers = [
-                verifier.remote(ctx.verifier_name, options) for _ in range(sc.verifier_workers)
+                verifier.remote(ctx.scoring.verifier_name, options)
+                for _ in range(sc.verifier_workers)
             ]
         self.pending: dict[tuple[int, ...], Request] = {}
         self.pids: dict[tuple[str, int], int] = {}

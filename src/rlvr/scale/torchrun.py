@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from rlvr.config import ConfigError
-from rlvr.context import RunContext, rollout_source
+from rlvr.context import RunContext
 from rlvr.rollout.generate import Rollouts
 from rlvr.rollout.prompts import pad_id
 from rlvr.rollout.sources import Collected, RolloutSource
@@ -37,7 +37,9 @@ from rlvr.scale.learner import build_learner, combine_metrics, update_share
 from rlvr.scale.weights import checksum, policy_payload
 from rlvr.tasks.base import Example
 from rlvr.train.grpo import Batch
-from rlvr.train.loop import LocalLearner, PromptStream
+from rlvr.train.learner import LocalLearner
+from rlvr.train.prompt_stream import PromptStream
+from rlvr.wiring import rollout_source
 
 # rank 0 may evaluate or start up for a long time while the others wait for its next message
 TIMEOUT = timedelta(hours=6)
@@ -150,8 +152,8 @@ class TorchrunRun:
         self.world = dist.get_world_size()
         reference = learner.reference
         verifier = None
-        if ctx.verifier_name is not None:
-            verifier = (ctx.verifier_name, dict(ctx.task.verifier_options))
+        if ctx.scoring.verifier_name is not None:
+            verifier = (ctx.scoring.verifier_name, dict(ctx.task.verifier_options))
         setup = {
             "cfg": ctx.cfg,
             "tokenizer": tokenizer,

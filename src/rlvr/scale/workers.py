@@ -18,12 +18,12 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from rlvr.config import RunConfig
-from rlvr.context import rollout_source
 from rlvr.faults import fault_point
 from rlvr.rollout.generate import Rollouts
 from rlvr.rollout.sources import Collected, SingleTurn
 from rlvr.scale.weights import StateDict, build_policy, checksum, load_weights
 from rlvr.tasks.base import Example
+from rlvr.wiring import rollout_source
 
 
 @dataclass

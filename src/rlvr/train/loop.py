@@ -14,37 +14,36 @@ handed out, the step and the seconds so far (sampling needs no generator state: 
 A run resumed from it draws the same samples and takes the same updates as one that never
 stopped (for the same CPU thread count: the update is sharded per thread).
 
-Scale-out (``rlvr.scale``: Ray actors, or torchrun ranks) keeps this loop as it is, with this
-process as the single controller: it owns the data order, the advantages and the checkpoints,
-while the source's samples come from rollout workers and ``learner.update`` runs on a group of
-data-parallel learners.
+Two calls: ``start_rl`` builds the local pieces (policy, reference, optimizer, the prompt
+stream, the source, a ``LocalLearner``), from the checkpoint of an interrupted run when there is
+one; ``train_rl`` runs the steps with whatever source and learner it is given. This module knows
+nothing of scale-out: ``rlvr.runners`` decides, once, whether the source and the learner are
+these local ones or remote ones over them (``rlvr.scale``: Ray actors, torchrun ranks), with
+this process as the single controller either way.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr import scale
-from rlvr.algorithms import LossSettings
-from rlvr.config import AlgorithmConfig, RLConfig
-from rlvr.context import Interrupted, RunContext
+from rlvr.context import RunContext
 from rlvr.faults import fault_point
 from rlvr.monitor.live import MonitorStop
+from rlvr.progress import Interrupted
 from rlvr.rollout.prompts import pad_id
 from rlvr.rollout.sampling import sample_key
 from rlvr.rollout.sources import RolloutSource
-from rlvr.tasks.base import Example
 from rlvr.tracking.metrics import read_metrics
-from rlvr.train.grpo import Batch, batch_metrics, collect_batch, loss_settings, update_policy
-from rlvr.train.optim import make_optimizer
+from rlvr.train.grpo import Batch, batch_metrics, collect_batch, loss_settings
+from rlvr.train.learner import Learner, LocalLearner, rl_optimizer
+from rlvr.train.prompt_stream import PromptStream, prompt_stream
 
 # held-out pass@1 of ``policy`` after ``step`` steps; logs its own metrics and samples
 Evaluate = Callable[[PreTrainedModel, PreTrainedTokenizerBase, int], float]
@@ -58,102 +57,37 @@ class RLResult:
     seconds: float
 
 
-class PromptStream(Iterator[Example]):
-    """Training prompts forever, reshuffled each pass. ``taken`` counts the prompts handed out
-    (a step can take more than ``prompts_per_step`` with dynamic sampling), and ``skip``
-    replays that many: a resumed run continues the same order."""
+@dataclass
+class RLStart:
+    """Where an RL stage starts: the local pieces, and the step and seconds a resumed run had
+    reached (0 for a fresh one)."""
 
-    def __init__(self, examples: list[Example], seed: int, skip: int = 0) -> None:
-        self._items = self._forever(examples, seed)
-        self._ahead: list[Example] = []
-        self.taken = 0
-        for _ in range(skip):
-            next(self)
-
-    @staticmethod
-    def _forever(examples: list[Example], seed: int) -> Iterator[Example]:
-        rng = random.Random(seed)
-        while True:
-            order = list(examples)
-            rng.shuffle(order)
-            yield from order
-
-    def __next__(self) -> Example:
-        self.taken += 1
-        if self._ahead:
-            return self._ahead.pop(0)
-        return next(self._items)
-
-    def peek(self, n: int) -> list[Example]:
-        """The next ``n`` prompts, without taking them (asynchronous RL samples them early)."""
-        while len(self._ahead) < n:
-            self._ahead.append(next(self._items))
-        return self._ahead[:n]
+    tokenizer: PreTrainedTokenizerBase
+    learner: LocalLearner
+    prompts: PromptStream
+    source: RolloutSource
+    step: int
+    seconds: float
 
 
-def prompt_stream(examples: list[Example], seed: int, skip: int = 0) -> PromptStream:
-    """Training prompts forever, reshuffled each pass; ``skip`` replays a resumed run's order."""
-    return PromptStream(examples, seed, skip)
-
-
-def rl_optimizer(
-    policy: PreTrainedModel, rl: RLConfig, algo: AlgorithmConfig
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """RL's AdamW (fused) and its schedule, one step per update."""
-    return make_optimizer(
-        policy, rl.lr, rl.steps * algo.mu, rl.warmup_ratio, rl.weight_decay, rl.schedule,
-        fused=True,
-    )  # fmt: skip
-
-
-class LocalLearner:
-    """The update in this process: the policy, its optimizer and schedule, the frozen reference.
-    ``rlvr.scale``'s learner groups have the same members and run the same ``update_policy`` on
-    each learner's share of the batch."""
-
-    def __init__(
-        self,
-        policy: PreTrainedModel,
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler,
-        settings: LossSettings,
-        algo: AlgorithmConfig,
-        rl: RLConfig,
-        reference: PreTrainedModel | None,
-    ) -> None:
-        self.policy, self.optimizer, self.scheduler = policy, optimizer, scheduler
-        self.settings, self.algo, self.rl, self.reference = settings, algo, rl, reference
-
-    def update(self, batch: Batch) -> dict[str, float]:
-        return update_policy(
-            self.policy, batch, self.optimizer, self.scheduler, self.settings, self.algo,
-            self.rl, self.reference,
-        )  # fmt: skip
-
-    def trainer_state(self) -> dict[str, Any]:
-        """What a checkpoint needs besides the weights."""
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-
-
-def run_rl(
+def start_rl(
     ctx: RunContext,
     make_source: Callable[[PreTrainedTokenizerBase], RolloutSource],
-    evaluate: Evaluate,
     init: str = "sft",
-) -> RLResult:
-    """GRPO from checkpoint ``init`` (``"init"``: the configured model), or from the last
-    checkpoint of an interrupted run (``ctx.resumed("rl")``); writes ``checkpoints/rl``."""
+) -> RLStart:
+    """GRPO's starting point: checkpoint ``init`` (``"init"``: the configured model), or the last
+    checkpoint of an interrupted run (``ctx.run.resumed("rl")``), with its optimizer, schedule,
+    generator and place in the prompt stream."""
     cfg, rl, algo = ctx.cfg, ctx.cfg.rl, ctx.cfg.algorithm
-    resumed = ctx.resumed("rl")
-    start = int(resumed["step"]) if resumed else 0
+    resumed = ctx.run.resumed("rl")
     if resumed:
-        policy, tokenizer = ctx.load("rl-last")
+        policy, tokenizer = ctx.run.load("rl-last")
     else:
-        policy, tokenizer = ctx.load(init) if init != "init" else ctx.initial_policy()
+        policy, tokenizer = ctx.run.load(init) if init != "init" else ctx.initial_policy()
     policy = ctx.trainable(policy)  # LoRA adapters when model.lora_r > 0
     reference = None
     if algo.beta > 0:  # frozen copy of the starting policy; beta == 0 loads none
-        reference, _ = ctx.load(init) if init != "init" else ctx.initial_policy()
+        reference, _ = ctx.run.load(init) if init != "init" else ctx.initial_policy()
         reference.eval().requires_grad_(False)
     if cfg.model.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
@@ -165,33 +99,50 @@ def run_rl(
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         torch.set_rng_state(resumed["torch_rng"])
-    source = local_source = make_source(tokenizer)
+    source = make_source(tokenizer)
     settings = loss_settings(algo, source.max_tokens)
     learner = LocalLearner(policy, optimizer, scheduler, settings, algo, rl, reference)
+    step = int(resumed["step"]) if resumed else 0
+    seconds = float(resumed["seconds"]) if resumed else 0.0
+    return RLStart(tokenizer, learner, prompts, source, step, seconds)
+
+
+def train_rl(
+    ctx: RunContext,
+    start: RLStart,
+    evaluate: Evaluate,
+    source: RolloutSource | None = None,
+    learner: Learner | None = None,
+    before_update: Callable[[int, PromptStream], None] | None = None,
+) -> RLResult:
+    """The steps from ``start.step`` to ``rl.steps`` with ``source`` and ``learner`` (the local
+    ones by default); ``before_update(step, prompts)`` runs between a step's samples and its
+    update (asynchronous RL submits the next steps' samples there). Writes ``checkpoints/rl``."""
+    cfg, rl, algo = ctx.cfg, ctx.cfg.rl, ctx.cfg.algorithm
+    source = source or start.source
+    learner = learner or start.learner
+    tokenizer, prompts = start.tokenizer, start.prompts
+    policy = start.learner.policy
     monitor = ctx.run_monitor()
     monitor.replay(read_metrics(ctx.dir))  # held-out rows so far; a resumed run's RL rows
     ctx.metrics.sinks.append(monitor)  # held-out rows logged during RL reach it too
     pad = pad_id(tokenizer)
     t0 = time.perf_counter()
-    seconds = float(resumed["seconds"]) if resumed else 0.0
-    step = start
-    scaled = None
+    seconds = start.seconds
+    step = start.step
     shortcut = getattr(ctx.task, "is_shortcut", None)  # a demo task's ground truth, if any
     try:
-        if scale.wanted(cfg):  # Ray actors or torchrun ranks; this process stays the controller
-            scaled = scale.scale_out(ctx, tokenizer, source, learner, version=start)
-            source, learner = scaled.source, scaled.learner
         with ctx.progress("RL (GRPO)", rl.steps) as advance:
-            advance(start)
-            for step in range(start + 1, rl.steps + 1):
+            advance(start.step)
+            for step in range(start.step + 1, rl.steps + 1):
                 ts = time.perf_counter()
                 key = sample_key(cfg.seed, step)
                 batch = collect_batch(
                     policy, source, prompts, rl.prompts_per_step, algo, key, pad, monitor
                 )
                 fault_point(f"rl:step:{step}")
-                if scaled is not None:  # async: the next steps' samples start now
-                    scaled.before_update(step, prompts)
+                if before_update is not None:
+                    before_update(step, prompts)
                 values = batch_metrics(batch)
                 if batch.report is not None:
                     values.update(monitor.metrics(batch.report))
@@ -211,11 +162,8 @@ def run_rl(
                 if rl.eval_every and step % rl.eval_every == 0 and step < rl.steps:
                     advance(0, f"held-out {evaluate(learner.policy, tokenizer, step):.2f}")
                 stop = monitor.should_stop
-                if (
-                    stop
-                    or ctx.stop_requested()
-                    or (rl.save_every and step % rl.save_every == 0 and step < rl.steps)
-                ):
+                stopping = stop or ctx.interrupts.stop_requested()
+                if stopping or (rl.save_every and step % rl.save_every == 0 and step < rl.steps):
                     state = {
                         "step": step,
                         "seconds": seconds + time.perf_counter() - t0,
@@ -223,18 +171,15 @@ def run_rl(
                         **learner.trainer_state(),
                         "torch_rng": torch.get_rng_state(),
                     }
-                    ctx.save(learner.policy, tokenizer, "rl-last", state)
+                    ctx.run.save(learner.policy, tokenizer, "rl-last", state)
                     if stop:
                         raise MonitorStop(monitor.alerts[-1].message)
-                    if ctx.stop_requested():
+                    if ctx.interrupts.stop_requested():
                         raise Interrupted("rl")
         policy = learner.policy
     finally:
         ctx.metrics.sinks.remove(monitor)
-        if scaled is not None:
-            scaled.close()
-        local_source.close()
-    ctx.save(policy, tokenizer, "rl")
+    ctx.run.save(policy, tokenizer, "rl")
     return RLResult(policy, tokenizer, step, seconds + time.perf_counter() - t0)
 
 
