@@ -4,16 +4,20 @@ sequences only grow, and GRPO gives one advantage per episode, on the model's to
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 from rlvr.envs.base import Turn
 from rlvr.models.tiny import build_model, build_tokenizer
-from rlvr.rollout import episodes as episodes_module
 from rlvr.rollout.episodes import OBS_TAGS, EpisodeLimits, EpisodeRunner, TurnCodec
 from rlvr.tasks.base import Example
 from rlvr.train.logprobs import rollout_logprobs
 from rlvr.verifiers.base import Verdict
+
+# the module, not the function of the same name that rlvr.rollout exports
+generate_module = importlib.import_module("rlvr.rollout.generate")
 
 
 class EchoEnv:
@@ -119,13 +123,13 @@ def test_sequences_only_grow(policy, monkeypatch):
     """What each turn decodes from is a prefix of the finished episode (nothing re-encoded)."""
     model, tok = policy
     seen = []
-    real_sample = episodes_module.sample_ids
+    real_sample = generate_module.sample_ids  # what the rlvr engine decodes with
 
     def recording(model, ids, mask, group, *args, **kwargs):
         seen.append([row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)])
         return real_sample(model, ids, mask, group, *args, **kwargs)
 
-    monkeypatch.setattr(episodes_module, "sample_ids", recording)
+    monkeypatch.setattr(generate_module, "sample_ids", recording)
     ro, _, _ = play(model, tok, G=2)
     finals = [ro.input_ids[r][ro.attention_mask[r].bool()].tolist() for r in range(len(ro))]
     assert len(seen) >= 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +111,14 @@ def eval_model(
 def _eval_completions(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
     from rlvr.verifiers.base import get_verifier
     from rlvr.verifiers.pool import VerifierPool
-    from rlvr.wiring import build_task, formatter
+    from rlvr.wiring import build_engine, build_task, formatter
 
     task = build_task(cfg)
     verifier = get_verifier(cfg.task.verifier or task.verifier, **dict(task.verifier_options))
     model, tokenizer = load_policy(model_path, cfg.model.device, cfg.model.dtype)
     e = cfg.eval
-    with VerifierPool(workers=cfg.rl.verifier_workers) as pool:
+    engine = build_engine(cfg, tokenizer, model)
+    with VerifierPool(workers=cfg.rl.verifier_workers) as pool, closing(engine):
         result = evaluate(
             model,
             tokenizer,
@@ -128,26 +130,30 @@ def _eval_completions(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
             temperature=e.temperature,
             seed=cfg.seed,
             format_prompt=formatter(cfg, tokenizer),
+            engine=engine,
         )
     result["model"] = str(model_path)
     result["task"] = cfg.task.name
+    result["engine"] = engine.name
     return result
 
 
 def _eval_episodes(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
-    from rlvr.wiring import build_task
+    from rlvr.wiring import build_engine, build_task
 
     model, tokenizer = load_policy(model_path, cfg.model.device, cfg.model.dtype)
     heldout = build_task(cfg).examples("heldout", cfg.eval.heldout)
-    result: dict[str, Any] = {"model": str(model_path), "env": cfg.env.name}
-    for name in agentic_code.VARIANTS:
-        got = agentic_code.play_variant(cfg, model, tokenizer, heldout, name)
-        prefix = agentic_code.metric_prefix(name)
-        result[f"{prefix}pass@1"] = got["pass@1"]
-        result[f"{prefix}reward"] = got["reward"]
-        result[f"{prefix}turns"] = got["turns"]
-        if name == "multi_turn":
-            result["n"], result["samples"] = got["n"], got["samples"]
+    engine = build_engine(cfg, tokenizer, model)
+    result: dict[str, Any] = {"model": str(model_path), "env": cfg.env.name, "engine": engine.name}
+    with closing(engine):
+        for name in agentic_code.VARIANTS:
+            got = agentic_code.play_variant(cfg, model, tokenizer, heldout, name, engine)
+            prefix = agentic_code.metric_prefix(name)
+            result[f"{prefix}pass@1"] = got["pass@1"]
+            result[f"{prefix}reward"] = got["reward"]
+            result[f"{prefix}turns"] = got["turns"]
+            if name == "multi_turn":
+                result["n"], result["samples"] = got["n"], got["samples"]
     return result
 
 

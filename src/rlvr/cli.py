@@ -66,6 +66,21 @@ RayAddressOpt = Annotated[
 ]
 
 
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="what samples rollouts: auto (vLLM where installed and faster for the model), "
+        "rlvr (rlvr's own decoders) or vllm (`make setup-vllm`); rollout.engine",
+    ),
+]
+
+
+def _engine_fields(engine: str | None, fields: dict[str, Any]) -> None:
+    if engine is not None:
+        fields.setdefault("rollout", {})["engine"] = engine
+
+
 def _scale_fields(ray: bool, ray_address: str | None) -> dict[str, Any]:
     if ray_address:
         return {"scale": {"ray": True, "ray_address": ray_address}}
@@ -122,11 +137,13 @@ def run(
     allow_weak_verifier: AllowWeakOpt = False,
     ray: RayOpt = False,
     ray_address: RayAddressOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """A whole recipe (default: DeepSeek-R1's cold-start SFT -> GRPO -> rejection sampling ->
     final SFT)."""
     fields: dict[str, Any] = {"seed": seed, "recipe": recipe, **_run_dir_fields(out, name)}
     fields.update(_scale_fields(ray, ray_address))
+    _engine_fields(engine, fields)
     if allow_weak_verifier:
         fields["task"] = {"allow_weak_verifier": True}
     cfg = _config(config, set_, **fields)
@@ -248,6 +265,7 @@ def train(
     allow_weak_verifier: AllowWeakOpt = False,
     ray: RayOpt = False,
     ray_address: RayAddressOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """RL with GRPO (from this run's SFT checkpoint, or from --model). Data-parallel under
     ``torchrun --nproc-per-node N -m rlvr train ...``; on Ray actors with --ray."""
@@ -255,6 +273,7 @@ def train(
 
     fields: dict[str, Any] = {"seed": seed, **_run_dir_fields(out, name)}
     fields.update(_scale_fields(ray, ray_address))
+    _engine_fields(engine, fields)
     model_fields = _model_fields(model, device, lora_r, lora_alpha, lora_targets, merge_lora)
     if model_fields:
         fields["model"] = model_fields
@@ -322,6 +341,7 @@ def eval_(
     output: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
     skip_bad_rows: SkipBadOpt = False,
     device: DeviceOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """pass@1 (greedy) and pass@k (unbiased estimator) of a model on held-out problems.
 
@@ -338,6 +358,7 @@ def eval_(
         fields["env"] = {"name": env}
     if device:
         fields["model"] = {"device": device}
+    _engine_fields(engine, fields)
     output = output or _default_eval_output(model, out)
     result = api.eval_model(_config(config, set_, **fields), model, output)
     _print_summary({k: v for k, v in result.items() if k != "samples"}, f"eval {model}")

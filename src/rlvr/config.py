@@ -166,6 +166,18 @@ class AlgorithmConfig(Section):
     importance_clip: float = Field(
         2.0, gt=0, description="C, the truncation of the behaviour importance weight"
     )
+    engine_correction: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="weight every token by pi_old / pi_engine (corrected as "
+        "importance_correction says), the engine's log-probs as the behaviour policy: auto is "
+        "on for an engine with kernels of its own (vllm), off for rlvr's decoders",
+    )
+    importance_sequence_band: float | None = Field(
+        None,
+        gt=1,
+        description="also drop a whole sample whose geometric-mean weight pi_old / pi_behaviour "
+        "leaves [1/band, band] (sequence-level rejection of mismatched samples); None = off",
+    )
 
 
 class SFTConfig(Section):

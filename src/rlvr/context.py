@@ -21,7 +21,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr import wiring
 from rlvr.config import RunConfig
-from rlvr.progress import Advance, Interrupts, progress_bar
+from rlvr.progress import Advance, Interrupts, console, progress_bar
+from rlvr.rollout.engines.base import Engine
 from rlvr.run_dir import RunDir
 from rlvr.tasks.base import Example
 from rlvr.tracking.metrics import MetricsLog
@@ -51,6 +52,7 @@ class RunContext:
             self.run.release()  # now, not whenever the half-built context is collected
             raise
         self.interrupts = Interrupts()
+        self._engine: Engine | None = None
 
     # -- what needs several parts ----------------------------------------------------------
     def initial_policy(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -59,10 +61,22 @@ class RunContext:
     def trainable(self, model: PreTrainedModel) -> PreTrainedModel:
         return wiring.trainable(self.cfg, model)
 
-    def rollout_source(self, tokenizer: PreTrainedTokenizerBase):
-        """This run's rollout source (``wiring.rollout_source``), scored by its verifier pool."""
+    def engine(self, tokenizer: PreTrainedTokenizerBase, policy: PreTrainedModel) -> Engine:
+        """The run's rollout engine (``wiring.build_engine``), built once, on first use: the
+        rollout source, the held-out checks and rejection sampling all sample with it."""
+        if self._engine is None:
+            self._engine = wiring.build_engine(self.cfg, tokenizer, policy)
+            console.print(f"[dim]rollout engine: {self._engine.name} ({self._engine.reason})")
+            summary = {"rollout_engine": self._engine.name}
+            self.run.state["summary"].update(summary, rollout_engine_reason=self._engine.reason)
+        return self._engine
+
+    def rollout_source(self, tokenizer: PreTrainedTokenizerBase, policy: PreTrainedModel):
+        """This run's rollout source (``wiring.rollout_source``), sampled by the run's engine
+        and scored by its verifier pool."""
         score = None if self.scoring.verifier is None else self.scoring.score
-        return wiring.rollout_source(self.cfg, tokenizer, score)
+        engine = self.engine(tokenizer, policy)
+        return wiring.rollout_source(self.cfg, tokenizer, score, engine)
 
     def run_monitor(self):
         return wiring.run_monitor(self.cfg, self.dir, self.scoring)
@@ -82,6 +96,8 @@ class RunContext:
         return progress_bar(description, total, self.cfg.logging.progress)
 
     def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
         self.metrics.close()
         self.scoring.close()
         self.run.release()

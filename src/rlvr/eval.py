@@ -13,6 +13,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.envs.base import Env
+from rlvr.rollout.engines import Engine
 from rlvr.rollout.episodes import EpisodeRunner
 from rlvr.rollout.generate import generate
 from rlvr.tasks.base import Example
@@ -53,8 +54,12 @@ def evaluate(
     seed: int = 0,
     format_prompt: Callable[[str], str] = lambda p: p,
     with_sampling: bool = True,
+    engine: Engine | None = None,
 ) -> dict[str, float | list]:
-    """``pass@1`` (greedy), ``pass@k`` and ``maj@k`` (sampled), and a few greedy completions."""
+    """``pass@1`` (greedy), ``pass@k`` and ``maj@k`` (sampled), and a few greedy completions,
+    sampled by ``engine`` (rlvr's own decoders by default) with ``model``'s weights."""
+    if engine is not None:
+        engine.prepare(model)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     greedy_ok: list[bool] = []
     pass_k: list[float] = []
@@ -64,7 +69,9 @@ def evaluate(
         chunk = examples[start : start + batch_prompts]
         prompts = [format_prompt(e.prompt) for e in chunk]
         refs = [e.reference for e in chunk]
-        greedy = generate(model, tokenizer, prompts, 1, max_new_tokens, temperature=0.0)
+        greedy = generate(
+            model, tokenizer, prompts, 1, max_new_tokens, temperature=0.0, engine=engine
+        )
         verdicts = score(greedy.texts, refs)
         greedy_ok += [v.correct for v in verdicts]
         if len(shown) < 8:
@@ -88,6 +95,7 @@ def evaluate(
             max_new_tokens,
             temperature=temperature,
             generator=generator,
+            engine=engine,
         )
         sv = score(sampled.texts, [r for r in refs for _ in range(samples)])
         for i in range(len(chunk)):
@@ -118,6 +126,7 @@ def evaluate_episodes(
     ``pass@1``: the share of episodes whose final attempt passes every hidden test; ``reward``:
     the mean graded reward (tests passed / total of the final attempt); ``turns``: model turns
     per episode. ``samples``: the first ``shown`` episodes, turn by turn, with their verdicts."""
+    runner.engine.prepare(model)
     ro, verdicts = runner.run(model, envs, group_size=1, temperature=0.0)
     turns = ro.turns or [[] for _ in envs]
     return {

@@ -23,6 +23,7 @@ from rlvr.models.load import load_policy
 from rlvr.models.lora import apply_lora
 from rlvr.models.tiny import save_tiny
 from rlvr.progress import console
+from rlvr.rollout.engines.base import Engine
 from rlvr.rollout.prompts import format_prompt
 from rlvr.tasks.base import Example, Task, get_task
 from rlvr.verifiers.base import Verdict, get_verifier
@@ -150,15 +151,39 @@ def make_env(
 
 
 def episode_runner(
-    cfg: RunConfig, tokenizer: PreTrainedTokenizerBase, max_turns: int | None = None
+    cfg: RunConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    max_turns: int | None = None,
+    engine: Engine | None = None,
 ):
-    """Plays batches of episodes with the run's limits and prompt format."""
+    """Plays batches of episodes with the run's limits and prompt format, sampled by
+    ``engine`` (rlvr's own decoders by default)."""
     from rlvr.rollout.episodes import EpisodeLimits, EpisodeRunner, TurnCodec
 
     e = cfg.env
     limits = EpisodeLimits(max_turns or e.max_turns, e.max_turn_tokens, e.max_episode_tokens)
     codec = TurnCodec(tokenizer, cfg.task.system_prompt, cfg.task.use_chat_template)
-    return EpisodeRunner(tokenizer, codec, limits, e.workers or os.cpu_count() or 1)
+    return EpisodeRunner(tokenizer, codec, limits, e.workers or os.cpu_count() or 1, engine)
+
+
+# a single-turn prompt may take this many tokens in the engine's maximum length, unless
+# rollout.vllm.max_model_len says otherwise (a longer prompt is an error that names it)
+PROMPT_TOKENS = 1024
+
+
+def build_engine(
+    cfg: RunConfig, tokenizer: PreTrainedTokenizerBase, policy: PreTrainedModel
+) -> Engine:
+    """The run's rollout engine (``rollout.engine``) for this policy; ``engine.reason`` says
+    why it was chosen. Its maximum length follows the run's lengths: an episode's token budget,
+    or a prompt and its completion."""
+    from rlvr.rollout.engines import make_engine
+
+    if cfg.env.name:
+        length = cfg.env.max_episode_tokens
+    else:
+        length = PROMPT_TOKENS + cfg.rollout.max_new_tokens
+    return make_engine(cfg.rollout, tokenizer, policy, length)
 
 
 def formatter(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Callable[[str], str]:
@@ -168,21 +193,21 @@ def formatter(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> Callable[[s
 
 
 def rollout_source(
-    cfg: RunConfig, tokenizer: PreTrainedTokenizerBase, score: Any = None
+    cfg: RunConfig, tokenizer: PreTrainedTokenizerBase, score: Any = None, engine: Any = None
 ):  # -> rlvr.rollout.sources.SingleTurn | Episodes
     """The run's rollout source: episodes in the run's environment (``env.name``), else
-    single-turn completions scored by ``score``. From the config alone, so that a rollout worker
-    on another machine (``rlvr.scale``) builds the same one (its ``score`` is None: verifier
-    workers score)."""
+    single-turn completions scored by ``score``, sampled by ``engine`` (``build_engine``; rlvr's
+    own decoders when None). From the config alone, so that a rollout worker on another machine
+    (``rlvr.scale``) builds the same one (its ``score`` is None: verifier workers score)."""
     from rlvr.rollout.sources import Episodes, SingleTurn
 
     r = cfg.rollout
     if cfg.env.name:
-        runner = episode_runner(cfg, tokenizer)
+        runner = episode_runner(cfg, tokenizer, engine=engine)
         return Episodes(runner, partial(make_env, cfg), r.group_size, r.temperature, r.top_p)
     return SingleTurn(
         tokenizer, score, r.group_size, r.max_new_tokens, r.temperature, r.top_p,
-        formatter(cfg, tokenizer),
+        formatter(cfg, tokenizer), engine,
     )  # fmt: skip
 
 

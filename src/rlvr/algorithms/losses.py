@@ -86,6 +86,20 @@ class LossSettings:
     entropy_coef: float = 0.0
     importance_correction: str = "truncate"  # for samples of an older policy (behaviour_logp)
     importance_clip: float = 2.0
+    engine_correction: str = "auto"  # behaviour = the engine's log-probs (auto: not rlvr's own)
+    sequence_band: float | None = None  # drop samples whose mean log-weight leaves +-log(band)
+
+
+def sequence_in_band(
+    old_logp: torch.Tensor, behaviour_logp: torch.Tensor, mask: torch.Tensor, settings: LossSettings
+) -> torch.Tensor:
+    """(B, 1): 1 for a sample whose geometric-mean weight pi_old / pi_behaviour lies in
+    [1/band, band], else 0 (the whole sample leaves the loss: a sequence-level rejection of
+    samples the engine drew from a distribution too far from the learner's)."""
+    log_w = ((old_logp.detach() - behaviour_logp) * mask).sum(dim=1, keepdim=True)
+    mean = log_w / mask.sum(dim=1, keepdim=True).clamp(min=1)
+    bound = torch.log(torch.tensor(settings.sequence_band, dtype=mean.dtype))
+    return (mean.abs() <= bound).to(old_logp.dtype)
 
 
 def importance_ratio(
@@ -138,6 +152,8 @@ def policy_loss(
         behaviour_logp = torch.where(keep, behaviour_logp, old_logp)
         correct = IMPORTANCE_CORRECTIONS.get(settings.importance_correction)
         weight = correct(old_logp.detach(), behaviour_logp, settings.importance_clip).detach()
+        if settings.sequence_band is not None:
+            weight = weight * sequence_in_band(old_logp, behaviour_logp, mask, settings)
         objective = objective * weight
     per_token = -objective
     kl = None
@@ -168,4 +184,7 @@ def policy_loss(
             metrics["importance/clipped_frac"] = float(
                 ((raw > settings.importance_clip) * mask).sum() / n
             )
+            if settings.sequence_band is not None:
+                inside = sequence_in_band(old_logp, behaviour_logp, mask, settings)
+                metrics["importance/rejected_sequences"] = float(1 - inside.mean())
     return loss, metrics

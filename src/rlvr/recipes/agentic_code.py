@@ -30,6 +30,7 @@ from rlvr.config import RunConfig
 from rlvr.context import RunContext
 from rlvr.eval import evaluate_episodes
 from rlvr.recipes.stages import Stage, run_stages, supervised
+from rlvr.rollout.engines import Engine
 from rlvr.rollout.episodes import TurnCodec
 from rlvr.rollout.prompts import pad_id
 from rlvr.runners import run_rl
@@ -97,12 +98,14 @@ def play_variant(
     tokenizer: PreTrainedTokenizerBase,
     heldout: list[Example],
     name: str,
+    engine: Engine | None = None,
 ) -> dict[str, Any]:
     """Greedy episodes on ``heldout`` under variant ``name`` (``VARIANTS``): real feedback, one
-    attempt, or blank feedback for the same number of turns (``eval.evaluate_episodes``)."""
+    attempt, or blank feedback for the same number of turns (``eval.evaluate_episodes``),
+    sampled by ``engine`` (rlvr's own decoders by default)."""
     v = VARIANTS[name]
     turns = 1 if v["single"] else cfg.env.max_turns
-    runner = episode_runner(cfg, tokenizer, max_turns=turns)
+    runner = episode_runner(cfg, tokenizer, max_turns=turns, engine=engine)
     try:
         envs = [make_env(cfg, e, v["blank_feedback"], turns) for e in heldout]
         return evaluate_episodes(model, runner, envs)
@@ -129,7 +132,9 @@ def evaluate_variants(
     heldout = ctx.heldout()
     for name in variants:
         t0 = time.perf_counter()
-        result = play_variant(ctx.cfg, model, tokenizer, heldout, name)
+        result = play_variant(
+            ctx.cfg, model, tokenizer, heldout, name, ctx.engine(tokenizer, model)
+        )
         key, suffix = metric_prefix(name), VARIANTS[name]["suffix"]
         ctx.metrics.log(
             "eval",

@@ -51,6 +51,7 @@ def evaluate_stage(
         seed=ctx.cfg.seed,
         format_prompt=ctx.formatter(tokenizer),
         with_sampling=sampling,
+        engine=ctx.engine(tokenizer, model),
     )
     values = {
         "heldout/pass@1": result["pass@1"],
@@ -167,6 +168,7 @@ def stage_rejection(ctx: RunContext, source: str = "rl") -> dict[str, Any]:
             seed=cfg.seed + 7,
             format_prompt=ctx.formatter(tokenizer),
             on_batch=on_batch,
+            engine=ctx.engine(tokenizer, model),
         )
     with (ctx.dir / "rejection.jsonl").open("w") as f:
         for row in kept:

@@ -29,7 +29,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.envs.base import Env, Turn
-from rlvr.rollout.generate import Rollouts, encode_prompts, left_pad, sample_ids
+from rlvr.rollout.engines import Engine, NativeEngine
+from rlvr.rollout.generate import Rollouts, encode_prompts
 from rlvr.rollout.prompts import format_prompt, pad_id
 from rlvr.rollout.sampling import sample_key
 from rlvr.verifiers.base import Verdict
@@ -126,8 +127,13 @@ class EpisodeRunner:
         codec: TurnCodec,
         limits: EpisodeLimits,
         workers: int = 2,
+        engine: Engine | None = None,
     ) -> None:
+        """``engine``: what samples each turn (rlvr's own decoders by default); each turn
+        continues the episode's token ids, so an engine with a prefix cache (vLLM) recomputes
+        nothing of the earlier turns."""
         self.tokenizer, self.codec, self.limits = tokenizer, codec, limits
+        self.engine = engine or NativeEngine(pad_id(tokenizer))
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="rlvr-env")
         self.seconds = {"generate": 0.0, "verify": 0.0}
 
@@ -183,15 +189,12 @@ class EpisodeRunner:
                 prefixes, per_row = [episodes[i].ids for i in firsts], group_size
             else:
                 prefixes, per_row = [episodes[i].ids for i in active], 1
-            ids, mask = left_pad(prefixes, pad, device)
             turn_keys = None
             if keys is not None:
-                turn_keys = torch.tensor(
-                    [sample_key(keys[i], i % group_size, turn) for i in active]
-                )
-            out = sample_ids(
-                model, ids, mask, per_row, max(budgets.values()), eos, temperature, top_p,
-                generator, turn_keys,
+                turn_keys = [sample_key(keys[i], i % group_size, turn) for i in active]
+            out = self.engine.sample(
+                model, prefixes, per_row, max(budgets.values()), eos, temperature, top_p,
+                turn_keys, generator,
             )  # fmt: skip
             self.seconds["generate"] += time.perf_counter() - t0
             texts = []
@@ -263,4 +266,7 @@ class EpisodeRunner:
             temperature=temperature if temperature > 0 else 1.0,
             logprobs=logprobs.to(device),
             turns=[e.turns for e in episodes],
+            versions=None if self.engine.version is None
+            else torch.full((n,), self.engine.version, dtype=torch.long, device=device),
+            engine=self.engine.name,
         )  # fmt: skip

@@ -22,7 +22,8 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.cpu_threads import cpu_shards, on_threads
 from rlvr.rollout import fast_decode
-from rlvr.rollout.engines.base import Sampled
+from rlvr.rollout.engines.base import Engine, Sampled
+from rlvr.rollout.engines.native import NativeEngine
 from rlvr.rollout.prompts import pad_id
 from rlvr.rollout.sampling import Sampler
 
@@ -38,8 +39,10 @@ class Rollouts:
     model's turns carry loss (the replies are real tokens, attended to, with mask 0).
     ``logprobs`` holds each sampled token's log-prob under the policy that sampled it (0 where the
     mask is 0). ``turns`` is, per episode, its text turn by turn (None for single-turn rows).
-    ``versions`` is, per row, the version of the policy that sampled it (set by ``rlvr.scale``,
-    whose workers sample with versioned copies of the policy; None in one process).
+    ``versions`` is, per row, the version of the policy whose weights sampled it (the number of
+    updates before it; None where no engine was synced: a checkpoint's evaluation). ``engine``
+    names the engine that sampled (``rlvr`` or ``vllm``): the loss treats a vLLM engine's
+    log-probs as the behaviour policy (``algorithm.engine_correction``).
     """
 
     input_ids: torch.Tensor  # (N, prompt_len + T)
@@ -53,6 +56,7 @@ class Rollouts:
     logprobs: torch.Tensor | None = None  # (N, T) behaviour log-probs of the sampled tokens
     turns: list[list[dict]] | None = None  # per row: [{"role": "model"|"env", "text": ...}, ...]
     versions: torch.Tensor | None = None  # (N,) long: the policy version that sampled each row
+    engine: str = "rlvr"  # the engine that sampled the rows (``rollout.engines``)
 
     @property
     def completion_ids(self) -> torch.Tensor:
@@ -325,21 +329,26 @@ def generate(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     keys: torch.Tensor | None = None,
+    engine: Engine | None = None,
 ) -> Rollouts:
     """Sample ``group_size`` completions for each prompt (greedy when ``temperature == 0``);
-    keyed by ``keys`` (one per completion) when given, else from ``generator``."""
+    keyed by ``keys`` (one per completion) when given, else from ``generator``. The prompts go
+    to the ``engine`` (rlvr's own decoders by default) as token ids, and the rollouts hold
+    exactly the token ids it sampled; the texts are decoded from them for the verifiers."""
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     pad = pad_id(tokenizer)
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
-    out = sample_ids(
-        model, prompt_ids, prompt_mask, group_size, max_new_tokens, eos, temperature, top_p,
-        generator, keys,
+    rows = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    engine = engine or NativeEngine(pad)
+    out = engine.sample(
+        model, rows, group_size, max_new_tokens, eos, temperature, top_p,
+        keys.tolist() if keys is not None else None, generator,
     )  # fmt: skip
+    prompt_ids, prompt_mask = left_pad(rows, pad, device)
     prompt_ids = prompt_ids.repeat_interleave(group_size, dim=0)
     prompt_mask = prompt_mask.repeat_interleave(group_size, dim=0)
     n = prompt_ids.shape[0]
-    steps = torch.arange(max_new_tokens, device=device).unsqueeze(0)
+    steps = torch.arange(out.tokens.shape[1], device=device).unsqueeze(0)
     completion_mask = (steps < out.lengths.unsqueeze(1)).float()
     tokens = torch.where(completion_mask.bool(), out.tokens, torch.full_like(out.tokens, pad))
     width = int(out.lengths.max().item()) if n else 0
@@ -358,4 +367,8 @@ def generate(
         group_size=group_size,
         temperature=temperature if temperature > 0 else 1.0,
         logprobs=out.logprobs[:, :width] * completion_mask,
+        versions=torch.full((n,), engine.version, dtype=torch.long)
+        if engine.version is not None
+        else None,
+        engine=engine.name,
     )

@@ -23,8 +23,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.envs.base import Env
+from rlvr.rollout.engines import Engine, NativeEngine
 from rlvr.rollout.episodes import EpisodeRunner
 from rlvr.rollout.generate import Rollouts, generate
+from rlvr.rollout.prompts import pad_id
 from rlvr.rollout.sampling import sample_key
 from rlvr.tasks.base import Example
 from rlvr.verifiers.base import Verdict
@@ -44,10 +46,14 @@ class Collected:
 class RolloutSource(Protocol):
     """``collect`` returns ``group_size`` scored samples of each example, sampled with keys
     derived from the example's key (``rollout.sampling``): what a sample is depends on its key
-    and the policy only, not on which worker or batch made it."""
+    and the policy only, not on which worker or batch made it.
+
+    ``engine`` samples them (``rollout.engines``); the loop syncs it with the policy after
+    every update. None for a remote source, whose workers hold and sync their own engines."""
 
     group_size: int
     max_tokens: int  # the most tokens a sample can hold (for length penalties and normalisers)
+    engine: Engine | None
 
     def collect(
         self, policy: PreTrainedModel, examples: list[Example], keys: list[int]
@@ -74,10 +80,12 @@ class SingleTurn:
         temperature: float,
         top_p: float = 1.0,
         format_prompt: Callable[[str], str] = lambda p: p,
+        engine: Engine | None = None,
     ) -> None:
         self.tokenizer, self.score, self.format_prompt = tokenizer, score, format_prompt
         self.group_size, self.max_tokens = group_size, max_new_tokens
         self.temperature, self.top_p = temperature, top_p
+        self.engine = engine or NativeEngine(pad_id(tokenizer))
 
     def sample(self, policy: PreTrainedModel, examples: list[Example], keys: list[int]) -> Rollouts:
         """The completions, unscored (what a rollout worker does; verifier workers score)."""
@@ -90,6 +98,7 @@ class SingleTurn:
             temperature=self.temperature,
             top_p=self.top_p,
             keys=sample_keys(keys, self.group_size),
+            engine=self.engine,
         )
 
     def collect(
@@ -105,7 +114,8 @@ class SingleTurn:
         return Collected(ro, verdicts, seconds)
 
     def close(self) -> None:
-        """Nothing to release: scoring runs in the run's verifier pool."""
+        """Nothing to release: scoring runs in the run's verifier pool (and the engine is the
+        run's)."""
 
 
 class Episodes:
@@ -122,6 +132,7 @@ class Episodes:
         self.runner, self.make_env = runner, make_env
         self.group_size, self.temperature, self.top_p = group_size, temperature, top_p
         self.max_tokens = runner.limits.max_episode_tokens
+        self.engine = runner.engine
 
     def collect(
         self, policy: PreTrainedModel, examples: list[Example], keys: list[int]

@@ -25,8 +25,9 @@ from rlvr.scale.weights import build_policy
 from rlvr.train.grpo import Batch, loss_settings, update_policy
 from rlvr.train.learner import LocalLearner, rl_optimizer
 
-# metrics that are the same on every learner (not shares of a sum)
+# metrics that are the same on every learner (not shares of a sum), and maxima over them
 SHARED = ("grad_norm", "learning_rate")
+MAXED = ("rollout/mismatch_max_ratio",)
 
 
 def group_share(n_rows: int, group_size: int, rank: int, world: int) -> torch.Tensor:
@@ -62,6 +63,8 @@ def combine_metrics(parts: list[dict[str, float]]) -> dict[str, float]:
         for key, value in part.items():
             if key in SHARED or key.startswith("time/"):
                 out.setdefault(key, value)
+            elif key in MAXED:
+                out[key] = max(out.get(key, value), value)
             else:
                 out[key] = out.get(key, 0.0) + value
     return out

@@ -197,6 +197,7 @@ class RaySource:
         cfg, sc = ctx.cfg, ctx.cfg.scale
         self.cfg, self.learners = cfg, learners
         self.group_size, self.max_tokens = local.group_size, local.max_tokens
+        self.engine = None  # each rollout worker syncs its own engine with the version it loads
         self.pad = pad_id(tokenizer)
         self.single_turn = isinstance(local, SingleTurn)
         restart = {

@@ -39,7 +39,7 @@ from rlvr.tasks.base import Example
 from rlvr.train.grpo import Batch
 from rlvr.train.learner import LocalLearner
 from rlvr.train.prompt_stream import PromptStream
-from rlvr.wiring import rollout_source
+from rlvr.wiring import build_engine, rollout_source
 
 # rank 0 may evaluate or start up for a long time while the others wait for its next message
 TIMEOUT = timedelta(hours=6)
@@ -113,7 +113,10 @@ def _serve() -> None:
     learner = build_learner(
         cfg, setup["policy"], setup["reference"], setup["trainer_state"], setup["max_tokens"]
     )
-    source = rollout_source(cfg, setup["tokenizer"], _scorer(setup["verifier"]))
+    engine = build_engine(cfg, setup["tokenizer"], learner.policy)
+    source = rollout_source(cfg, setup["tokenizer"], _scorer(setup["verifier"]), engine)
+    version = setup["version"]
+    engine.sync(learner.policy, version)
     while (message := _receive())[0] != "stop":
         if message[0] == "collect":
             _, examples, keys = message
@@ -123,6 +126,8 @@ def _serve() -> None:
             _gather((got, checksum(learner.policy)))
         elif message[0] == "update":
             _gather(update_share(learner, message[1], rank, world))
+            version += 1
+            engine.sync(learner.policy, version)
 
 
 def _scorer(verifier: tuple[str, dict] | None):
@@ -162,9 +167,13 @@ class TorchrunRun:
             "trainer_state": learner.trainer_state(),
             "max_tokens": source.max_tokens,
             "verifier": verifier,
+            "version": version,
         }
         _send(("setup", setup))
         self.source, self.learner = self, self
+        self.engine = None  # every rank syncs its own engine after its share of the update
+        if source.engine is not None:
+            source.engine.sync(learner.policy, version)
 
     # -- the source ----------------------------------------------------------------------------
     def collect(self, policy: Any, examples: list[Example], keys: list[int]) -> Collected:
@@ -199,6 +208,8 @@ class TorchrunRun:
         parts = _gather(mine)
         assert parts is not None
         self.version += 1
+        if self.local_source.engine is not None:
+            self.local_source.engine.sync(self.local.policy, self.version)
         return combine_metrics(parts)
 
     def trainer_state(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""A rollout worker: a copy of the policy and the run's rollout source, built from the config
-alone (``context.rollout_source``), so it samples exactly what the controller's own source
-would: a group's samples depend on its key and the weights only.
+"""A rollout worker: a copy of the policy and the run's rollout source with its engine, built
+from the config alone (``wiring.rollout_source``, ``wiring.build_engine``), so it samples exactly
+what the controller's own source would: a group's samples depend on its key and the weights
+only. Every weight load is synced into the engine (a vLLM engine's in-place reload).
 
 Single-turn workers return completions unscored (verifier workers score them); a multi-turn
 episode runs where the policy copy is, here, with its environment (and the environment's
@@ -23,7 +24,7 @@ from rlvr.rollout.generate import Rollouts
 from rlvr.rollout.sources import Collected, SingleTurn
 from rlvr.scale.weights import StateDict, build_policy, checksum, load_weights
 from rlvr.tasks.base import Example
-from rlvr.wiring import rollout_source
+from rlvr.wiring import build_engine, rollout_source
 
 
 @dataclass
@@ -55,7 +56,10 @@ class RolloutWorker:
         self.policy = build_policy(policy, cfg.model.device).eval()
         self.version = version if "state" in policy else None
         self.checksum = checksum(self.policy)
-        self.source = rollout_source(cfg, tokenizer)
+        engine = build_engine(cfg, tokenizer, self.policy)  # the run's engine, on this worker
+        self.source = rollout_source(cfg, tokenizer, engine=engine)
+        if self.version is not None:
+            engine.sync(self.policy, self.version)
 
     def holds(self, version: int) -> bool:
         return self.version == version
@@ -64,6 +68,7 @@ class RolloutWorker:
         """The weights of ``version`` (the learner's, from the weight sync)."""
         load_weights(self.policy, state)
         self.version, self.checksum = version, checksum(self.policy)
+        self.source.engine.sync(self.policy, version)
 
     def sample(self, step: int, examples: list[Example], keys: list[int]) -> Sampled:
         fault_point(f"scale:rollout:step:{step}")

@@ -71,6 +71,8 @@ def loss_settings(algo: AlgorithmConfig, max_tokens: int) -> LossSettings:
         entropy_coef=algo.entropy_coef,
         importance_correction=algo.importance_correction,
         importance_clip=algo.importance_clip,
+        engine_correction=algo.engine_correction,
+        sequence_band=algo.importance_sequence_band,
     )
 
 
@@ -249,6 +251,14 @@ def update_policy(
     if rows is not None:  # this learner's share; the normalisers above stay the batch's
         live = live[torch.isin(live, rows)]
     stale = batch.stale if batch.stale is not None and bool(batch.stale.any()) else None
+    # The engine's log-probs as the behaviour policy of every row: an engine with kernels of its
+    # own (vLLM) samples from a slightly different distribution than the learner computes.
+    engine_behaviour = ro.logprobs is not None and (
+        settings.engine_correction == "on"
+        or (settings.engine_correction == "auto" and ro.engine != "rlvr")
+    )
+    n_tokens_live = max(float(batch.loss_mask[live].sum()), 1.0)  # before this learner's share
+    mismatch: list[tuple[float, float, float]] = []
     params = [p for p in policy.parameters() if p.requires_grad]
     shards = update_shards(policy, len(live), ro.input_ids.shape[1])
     # Data-parallel micro-batches on CPU (one per core, contiguous groups so rows that share a
@@ -268,8 +278,12 @@ def update_policy(
         old = old_logp[rows, :width] if old_logp is not None else logp.detach()
         ref = ref_logp[rows, :width] if ref_logp is not None else None
         behaviour = None
-        if stale is not None:  # a row sampled by pi_old itself keeps weight 1
+        if engine_behaviour:
+            behaviour = ro.logprobs[rows, :width]
+        elif stale is not None:  # a row sampled by pi_old itself keeps weight 1
             behaviour = torch.where(stale[rows, None], ro.logprobs[rows, :width], old)
+        if ro.logprobs is not None and first_pass:
+            mismatch.append(engine_mismatch(old, ro.logprobs[rows, :width], mask))
         loss, metrics = policy_loss(
             logp, old, batch.advantages[rows], mask, settings, ref, entropy, behaviour
         )
@@ -288,7 +302,8 @@ def update_policy(
     totals: dict[str, float] = {"loss": 0.0}
     count = 0
     policy.train()
-    for _ in range(algo.mu):
+    for epoch in range(algo.mu):
+        first_pass = epoch == 0  # pi_old is the same in every pass: measure the mismatch once
         results = accumulate_gradients(micro, micro_loss, params, shards)
         for m in results:
             for key, value in m.items():
@@ -307,10 +322,28 @@ def update_policy(
     out = {k: v / count for k, v in totals.items()}
     out["grad_norm"] = float(grad_norm)
     out["learning_rate"] = scheduler.get_last_lr()[0]
+    if mismatch:  # shares of the batch's token means (data-parallel learners add them up)
+        out["rollout/mismatch_abs_logp"] = sum(m[0] for m in mismatch) / n_tokens_live
+        out["rollout/mismatch_kl"] = sum(m[1] for m in mismatch) / n_tokens_live
+        out["rollout/mismatch_max_ratio"] = max(m[2] for m in mismatch)
     out["time/old_logprobs"] = t1 - t0
     out["time/ref_logprobs"] = t2 - t1
     out["time/update"] = t3 - t2
     return out
+
+
+def engine_mismatch(
+    learner_logp: torch.Tensor, engine_logp: torch.Tensor, mask: torch.Tensor
+) -> tuple[float, float, float]:
+    """How far the engine's log-probs of its sampled tokens are from the learner's, over the
+    masked tokens: (sum of |log pi_learner - log pi_engine|, sum of the k3 estimate of
+    KL(pi_engine || pi_learner), the largest ratio pi_learner / pi_engine)."""
+    with torch.no_grad():
+        d = (learner_logp.detach() - engine_logp) * mask
+        k3 = (torch.expm1(d) - d) * mask
+        keep = mask > 0
+        top = float(torch.exp(d[keep]).max()) if bool(keep.any()) else 1.0
+        return float(d.abs().sum()), float(k3.sum()), top
 
 
 def batch_metrics(batch: Batch) -> dict[str, float]:
@@ -331,6 +364,8 @@ def batch_metrics(batch: Batch) -> dict[str, float]:
         "time/generate": gen,
         "time/verify": batch.seconds["verify"],
     }
+    if batch.rollouts.versions is not None:  # the weights the samples came from
+        out["rollout/weight_version"] = float(batch.rollouts.versions.min())
     if batch.rollouts.turns is not None:  # multi-turn episodes
         ro = batch.rollouts
         real = ro.attention_mask[:, ro.prompt_len :].sum(dim=1).float()

@@ -37,6 +37,7 @@ from rlvr.context import RunContext
 from rlvr.faults import fault_point
 from rlvr.monitor.live import MonitorStop
 from rlvr.progress import Interrupted
+from rlvr.rollout.engines import StaleWeights
 from rlvr.rollout.prompts import pad_id
 from rlvr.rollout.sampling import sample_key
 from rlvr.rollout.sources import RolloutSource
@@ -72,7 +73,7 @@ class RLStart:
 
 def start_rl(
     ctx: RunContext,
-    make_source: Callable[[PreTrainedTokenizerBase], RolloutSource],
+    make_source: Callable[[PreTrainedTokenizerBase, PreTrainedModel], RolloutSource],
     init: str = "sft",
 ) -> RLStart:
     """GRPO's starting point: checkpoint ``init`` (``"init"``: the configured model), or the last
@@ -99,7 +100,7 @@ def start_rl(
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         torch.set_rng_state(resumed["torch_rng"])
-    source = make_source(tokenizer)
+    source = make_source(tokenizer, policy)
     settings = loss_settings(algo, source.max_tokens)
     learner = LocalLearner(policy, optimizer, scheduler, settings, algo, rl, reference)
     step = int(resumed["step"]) if resumed else 0
@@ -131,6 +132,9 @@ def train_rl(
     seconds = start.seconds
     step = start.step
     shortcut = getattr(ctx.task, "is_shortcut", None)  # a demo task's ground truth, if any
+    engine = source.engine  # None: remote workers hold (and sync) their own engines
+    if engine is not None:
+        engine.sync(policy, start.step)  # the version is the number of updates so far
     try:
         with ctx.progress("RL (GRPO)", rl.steps) as advance:
             advance(start.step)
@@ -143,13 +147,23 @@ def train_rl(
                 fault_point(f"rl:step:{step}")
                 if before_update is not None:
                     before_update(step, prompts)
+                if engine is not None:
+                    require_version(batch, step - 1)
                 values = batch_metrics(batch)
                 if batch.report is not None:
                     values.update(monitor.metrics(batch.report))
                 if shortcut is not None:  # ground truth of a demo's shortcut: never the monitor's
                     texts = batch.rollouts.texts
                     values["hack/shortcut_share"] = sum(map(shortcut, texts)) / len(texts)
+                if engine is not None:
+                    engine.sleep()  # a GPU engine gives its memory to the update
                 values.update(learner.update(batch))
+                if engine is not None:
+                    t_sync = time.perf_counter()
+                    engine.wake()
+                    engine.sync(learner.policy, step)
+                    values["time/weight_sync"] = time.perf_counter() - t_sync
+                    values.update(engine.stats())
                 values["step_seconds"] = time.perf_counter() - ts
                 n_tokens = float(batch.rollouts.completion_lengths.sum())
                 values["tokens_per_second"] = n_tokens / values["step_seconds"]
@@ -181,6 +195,18 @@ def train_rl(
         ctx.metrics.sinks.remove(monitor)
     ctx.run.save(policy, tokenizer, "rl")
     return RLResult(policy, tokenizer, step, seconds + time.perf_counter() - t0)
+
+
+def require_version(batch: Batch, version: int) -> None:
+    """Refuse a batch sampled with weights other than the policy's (an engine that missed a
+    sync): a stale sample is never trained on as if it were on-policy."""
+    versions = batch.rollouts.versions
+    if versions is None or bool((versions != version).any()):
+        got = "unknown" if versions is None else sorted(set(versions.tolist()))
+        raise StaleWeights(
+            f"the step's rollouts were sampled with weights of version {got}, but the policy "
+            f"is at version {version}: the engine was not synced after an update"
+        )
 
 
 def keep_samples(ctx: RunContext, batch: Batch, step: int) -> None:

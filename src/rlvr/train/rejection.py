@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlvr.rollout.engines import Engine
 from rlvr.rollout.generate import generate
 from rlvr.tasks.base import Example
 from rlvr.verifiers.base import Verdict
@@ -27,12 +28,16 @@ def rejection_sample(
     seed: int = 0,
     format_prompt: Callable[[str], str] = lambda p: p,
     on_batch: Callable[[int], None] | None = None,
+    engine: Engine | None = None,
 ) -> tuple[list[dict], dict[str, float]]:
-    """Verified, deduplicated ``{"prompt", "completion", "reference"}`` rows and their stats.
+    """Verified, deduplicated ``{"prompt", "completion", "reference"}`` rows and their stats,
+    sampled by ``engine`` (rlvr's own decoders by default).
 
     Truncated completions are dropped even when the verifier accepts them: the final SFT must
     not learn to run out of tokens.
     """
+    if engine is not None:
+        engine.prepare(model)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     kept: list[dict] = []
     seen: set[tuple[str, str]] = set()
@@ -47,6 +52,7 @@ def rejection_sample(
             max_new_tokens,
             temperature=temperature,
             generator=generator,
+            engine=engine,
         )
         rows = [e for e in chunk for _ in range(k)]
         verdicts = score(ro.texts, [e.reference for e in rows])

@@ -46,6 +46,7 @@ class StaleWeights(EngineError):
 
 class Engine(Protocol):
     name: str  # "rlvr" | "vllm"
+    reason: str  # why this engine runs (``rollout.engine``, or what ``auto`` found)
     version: int | None  # the policy version whose weights it samples with (None: not synced)
 
     def sample(
@@ -71,6 +72,18 @@ class Engine(Protocol):
         """Take ``policy``'s current weights as version ``version`` (in place, no restart;
         cached prefixes of older weights are dropped)."""
         ...
+
+    def prepare(self, policy: PreTrainedModel) -> None:
+        """Sample with ``policy`` next: ``sync`` when the engine does not hold its current
+        weights (evaluating a checkpoint, a stage's model). Keeps the version."""
+        ...
+
+    def sleep(self) -> None:
+        """Free the engine's accelerator memory while the learner updates (GPU); a no-op
+        elsewhere. ``wake`` undoes it; the weights are synced after."""
+        ...
+
+    def wake(self) -> None: ...
 
     def stats(self) -> dict[str, float]:
         """Counters since the last call, as metrics (e.g. ``rollout/prefix_cache_hit_rate``)."""

@@ -16,6 +16,7 @@ class NativeEngine:
     def __init__(self, pad: int) -> None:
         self.pad = pad
         self.version: int | None = None
+        self.reason = "rollout.engine: rlvr"
 
     def sample(
         self,
@@ -41,6 +42,15 @@ class NativeEngine:
 
     def sync(self, policy: PreTrainedModel, version: int) -> None:
         self.version = version
+
+    def prepare(self, policy: PreTrainedModel) -> None:
+        """Nothing to load: it samples with ``policy`` itself."""
+
+    def sleep(self) -> None:
+        """Nothing to free."""
+
+    def wake(self) -> None:
+        """Nothing to restore."""
 
     def stats(self) -> dict[str, float]:
         return {}
