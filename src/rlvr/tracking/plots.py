@@ -100,8 +100,12 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         "frac_reward_zero_std",
         "clip_ratio/region_mean",
         "loss",
+        # the rollout engine against the learner (rollout.engines): what the correction sees
+        "rollout/mismatch_abs_logp",
+        "rollout/mismatch_kl",
+        "rollout/mismatch_max_ratio",
     ]
-    fig, axes = plt.subplots(2, 3, figsize=(11, 6))
+    fig, axes = plt.subplots(3, 3, figsize=(11, 9))
     for ax, key in zip(axes.flat, keys, strict=True):
         x, y = _series(records, key, "rl")
         ax.plot(x, y, color=STAGE_COLOURS["rl"])
