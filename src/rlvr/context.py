@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
+from rich.markup import escape
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr import wiring
@@ -66,7 +67,8 @@ class RunContext:
         rollout source, the held-out checks and rejection sampling all sample with it."""
         if self._engine is None:
             self._engine = wiring.build_engine(self.cfg, tokenizer, policy)
-            console.print(f"[dim]rollout engine: {self._engine.name} ({self._engine.reason})")
+            why = escape(self._engine.reason)  # "rlvr[vllm]" is not markup
+            console.print(f"[dim]rollout engine: {self._engine.name} ({why})")
             summary = {"rollout_engine": self._engine.name}
             self.run.state["summary"].update(summary, rollout_engine_reason=self._engine.reason)
         return self._engine
