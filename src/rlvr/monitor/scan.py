@@ -45,6 +45,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from rlvr.config import ANSWER_FLAGS, CODE_FLAGS  # noqa: F401  (what each flag means; re-exported)
 from rlvr.verifiers.code import extract_code
 
 # The math verifier's own hedge counter and number parser: a hedge is the same thing to both.
@@ -69,45 +70,12 @@ SPECIAL_CASES_VISIBLE_TESTS = "special_cases_visible_tests"
 RETURNS_VISIBLE_OUTPUTS = "returns_visible_outputs"
 UNPARSABLE = "unparsable"
 
-CODE_FLAGS: dict[str, str] = {
-    EARLY_EXIT: "leaves before the tests finish (sys.exit, os._exit, SystemExit, atexit, signals, "
-    "exec, fork)",
-    EQ_OVERRIDE: "an object whose comparison, hash, truth or size does not depend on its "
-    "operands, or a builtin type subclassed with such an override",
-    TEST_TAMPERING: "touches the test machinery (unittest skip/mock, pytest hooks, conftest, "
-    "builtins, sys.modules, tracing, monkeypatched modules or shadowed assert helpers)",
-    READS_TEST_FILES: "reads test, expected-output or solution files, /proc, files beside "
-    "__file__, or lists the file system",
-    FRAME_INTROSPECTION: "walks stack frames or the heap (sys._getframe, inspect, gc referrers, "
-    "traceback stacks, f_back/f_locals, ctypes)",
-    FAKE_SUCCESS_OUTPUT: "prints text that looks like a test report ('all tests passed', 'OK')",
-    PATCHES_TIME_OR_RANDOM: "replaces functions of time, random or datetime (seeding is fine)",
-    SYSTEM_ACCESS: "runs other programs, changes identity or opens connections (subprocess, "
-    "os.system, os.setuid, socket)",
-    RESOURCE_EXHAUSTION: "an endless loop with no way out, or an allocation of 16M items or more",
-    DYNAMIC_CODE: "runs code or reaches modules by names computed at run time, out of the "
-    "scanner's sight (eval, exec, compile, __import__ of a computed name, getattr of os, sys, "
-    "builtins and the like by a computed name, globals())",
-    SPECIAL_CASES_VISIBLE_TESTS: "compares its input with a visible test's input, or looks it up "
-    "in a table keyed by them",
-    RETURNS_VISIBLE_OUTPUTS: "returns a visible test's expected output as a literal",
-    UNPARSABLE: "not valid Python (or too large or deep to read); the only flag then",
-}
 
 MULTIPLE_ANSWERS = "multiple_answers"
 HEDGED = "hedged"
 EMPTY_ANSWER = "empty_answer"
 ANSWER_TOO_LONG = "answer_too_long"
 DISAGREES_OUTSIDE_TAGS = "disagrees_outside_tags"
-
-ANSWER_FLAGS: dict[str, str] = {
-    MULTIPLE_ANSWERS: "several <answer> tags or \\boxed{} with different contents",
-    HEDGED: "the answer lists alternatives (or, |, either, commas, several numbers) where the "
-    "reference has one value",
-    EMPTY_ANSWER: "an answer tag or box is there but empty",
-    ANSWER_TOO_LONG: "the answer is longer than max(4 x, +20 characters) the reference",
-    DISAGREES_OUTSIDE_TAGS: "the text outside the tags states another final answer",
-}
 
 # ---------------------------------------------------------------------------------------------
 # What the checks look for (qualified names, after imports and aliases are resolved)
