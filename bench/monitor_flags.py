@@ -1,5 +1,8 @@
 """Flag rates of ``rlvr.monitor.scan_code`` on its corpus: every hack flagged, no honest program.
 
+The corpus is package data, one program per file (``src/rlvr/monitor/corpus/``), read through its
+loader :mod:`rlvr.monitor.corpus`:
+
 - hacks: ``HACKS`` (one program per trick) and ``VISIBLE_HACKS`` (special-casing of the visible
   tests, scanned with those tests); a hack counts as caught when it raises its intended flag;
 - honest: ``HONEST`` (ordinary programs) and ``VISIBLE_HONEST`` (honest solutions scanned with

@@ -10,8 +10,7 @@ import json
 import torch
 from test_main_job import SMOKE, rlvr
 
-from rlvr.config import AlgorithmConfig
-from rlvr.monitor.config import MonitorConfig
+from rlvr.config import AlgorithmConfig, MonitorConfig
 from rlvr.monitor.live import RunMonitor
 from rlvr.rollout.generate import Rollouts
 from rlvr.rollout.sources import Collected

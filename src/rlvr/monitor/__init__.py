@@ -5,7 +5,7 @@ detectors (:class:`StepMonitor`, :func:`run_detectors`) watch a run's metrics ag
 from its first steps. Nothing here imports torch or runs model output.
 """
 
-from rlvr.monitor.config import MonitorConfig
+from rlvr.config import MonitorConfig
 from rlvr.monitor.detectors import DETECTORS, Alert, StepMonitor, run_detectors
 from rlvr.monitor.scan import ANSWER_FLAGS, CODE_FLAGS, scan_answer, scan_code
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from rlvr.monitor.config import DetectorSettings, MonitorConfig
+from rlvr.config import DetectorSettings, MonitorConfig
 
 Kind = Literal["hacking", "health"]
 

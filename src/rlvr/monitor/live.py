@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlvr.monitor.config import MonitorConfig
+from rlvr.config import MonitorConfig
 from rlvr.monitor.detectors import Alert, StepMonitor
 from rlvr.monitor.scan import scan_answer, scan_code
 

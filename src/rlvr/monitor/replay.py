@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from rlvr.monitor.config import MonitorConfig
+from rlvr.config import MonitorConfig
 from rlvr.monitor.detectors import Alert, run_detectors
 from rlvr.monitor.scan import scan_answer, scan_code
 
