@@ -158,7 +158,11 @@ def rollout_source(
 
     from rlvr.rollout.sources import Episodes, SingleTurn
 
+    from rlvr.envs import external
+
     r = cfg.rollout
+    if external.is_external(cfg.env.name):  # vf:ID, openenv:...: the family's own source
+        return external.source(cfg, tokenizer)
     if cfg.env.name:
         runner = episode_runner(cfg, tokenizer)
         return Episodes(runner, partial(make_env, cfg), r.group_size, r.temperature, r.top_p)

@@ -77,7 +77,10 @@ def register_env(name: str) -> Callable[[EnvFamily], EnvFamily]:
 
 def get_env_family(name: str) -> EnvFamily:
     from rlvr import envs as _  # noqa: F401  (registers the built-ins)
+    from rlvr.envs import external
 
+    if external.is_external(name):  # vf:ID, openenv:URL, openenv:PACKAGE
+        return external.family(name)
     if name not in _ENVS:
         known = ", ".join(sorted(_ENVS)) or "none"
         raise KeyError(f"unknown environment {name!r}; known environments: {known}")
