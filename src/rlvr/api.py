@@ -17,7 +17,14 @@ RECIPES = {"r1": r1, "agentic_code": agentic_code, "hack_demo": hack_demo}
 
 
 def _recipe(cfg: RunConfig):
-    """The recipe whose stages serve ``cfg``: with an environment, the agentic recipe's."""
+    """The recipe whose stages serve ``cfg``: with an environment, the agentic recipe's; with
+    an imported one (``vf:``, ``openenv:``), the imported recipe's."""
+    from rlvr.envs.external import is_external
+
+    if is_external(cfg.env.name):
+        from rlvr.recipes import imported
+
+        return imported
     if cfg.env.name and cfg.recipe == "r1":
         if "recipe" in cfg.model_fields_set:
             raise ConfigError(
@@ -112,7 +119,11 @@ def eval_model(
 ) -> dict[str, Any]:
     """Held-out pass@1 (greedy) and pass@k of any checkpoint on the configured task; with an
     environment, greedy episodes with real feedback, one attempt, and blank feedback."""
+    from rlvr.envs.external import is_external
+
     run = _eval_episodes if cfg.env.name else _eval_completions
+    if is_external(cfg.env.name):
+        run = _eval_imported
     result = run(cfg, model_path)
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +173,40 @@ def _eval_episodes(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
         if name == "multi_turn":
             result["n"], result["samples"] = got["n"], got["samples"]
     return result
+
+
+def _eval_imported(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
+    """Greedy episodes of an imported environment on its held-out problems."""
+    from rlvr.context import build_task
+    from rlvr.envs import external
+
+    model, tokenizer = load_policy(model_path, cfg.model.device, cfg.model.dtype)
+    heldout = build_task(cfg).examples("heldout", cfg.eval.heldout)
+    try:
+        result = external.family(cfg.env.name).evaluate(cfg, model, tokenizer, heldout)
+    finally:
+        external.close_all()
+    return {"model": str(model_path), "env": cfg.env.name, **result}
+
+
+def verify_env(cfg: RunConfig, problems: int = 4):
+    """``rlvr verify --env``: the known-hack probes against an imported environment's reward
+    (``envs.audit``); returns the :class:`rlvr.envs.audit.Audit`."""
+    from rlvr.context import env_options
+    from rlvr.envs import external
+    from rlvr.envs.audit import audit
+
+    try:
+        return audit(cfg.env.name, env_options(cfg), problems)
+    finally:
+        external.close_all()
+
+
+def serve_env(name: str, host: str, port: int, options: dict[str, Any], max_sessions: int) -> None:
+    """``rlvr serve-env``: an rlvr task or environment as an OpenEnv server (``envs.serve``)."""
+    from rlvr.envs.serve import serve
+
+    serve(name, host, port, options, max_sessions)
 
 
 def report(run_dir: str | Path) -> Path:

@@ -101,7 +101,7 @@ class GenerateServer:
         episode = params.get("rlvr_episode")
         prompt = [int(t) for t in body.get("token_ids") or []]
         if episode not in self._keys:
-            return _error(400, "this engine serves rlvr's episodes only (no rlvr_episode tag)")
+            return _error(400, f"this engine serves rlvr episodes only (no rlvr_episode tag): {params}")
         budget = min(int(params.get("max_tokens") or 64), self.max_model_len - len(prompt))
         if budget <= 0:
             return _error(

@@ -249,10 +249,64 @@ class VerifiersFamily:
         ][:20]  # fmt: skip
         return out
 
+    def kind(self, options: dict[str, Any]) -> str:
+        """``code`` or ``answer`` (``env.options.kind``, else from the prompts' wording)."""
+        return options.get("kind") or guess_kind([e.prompt for e in self.loaded(options).examples])
+
+    def score_texts(
+        self, options: dict[str, Any], examples: list[Example], texts: list[str]
+    ) -> list[float]:
+        """The task's own scoring (its ``@reward`` methods, no runtime) of ``texts[i]`` as
+        the one reply to ``examples[i]``, normalised as in training (``rlvr verify --env``)."""
+        loaded = self.loaded(options)
+        most = options.get("reward_max")
+        tasks = [loaded.tasks[e.id] for e in examples]
+
+        async def all_scores() -> list[float]:
+            raws = await asyncio.gather(*(score_reply(t, x) for t, x in zip(tasks, texts, strict=True)))
+            return [
+                normalised(raw, 0.0, float(most) if most else reward_max(t))[0]
+                for t, raw in zip(tasks, raws, strict=True)
+            ]
+
+        return asyncio.run(all_scores())
+
     def close(self) -> None:
         for runtime in self._runtimes.values():
             runtime.close()
         self._runtimes.clear()
+
+
+async def score_reply(task: Any, text: str) -> float:
+    """A trace of one turn (the task's prompt, ``text`` as the reply) scored by the task."""
+    import verifiers.v1 as vf
+    from verifiers.v1.graph import prepare_turn
+
+    trace = vf.Trace(
+        task=vf.TraceTask(type=type(task).__name__, data=task.data, key=task.key, hash=task.hash),
+        agent=vf.AgentInfo(config=vf.AgentConfig()),
+    )
+    prompt = task.data.prompt
+    messages: list[Any] = [vf.SystemMessage(content=task.data.system_prompt)] if (
+        task.data.system_prompt
+    ) else []  # fmt: skip
+    if isinstance(prompt, str):
+        messages.append(vf.UserMessage(content=prompt))
+    elif prompt:
+        messages += list(prompt)
+    reply = vf.AssistantMessage(content=text)
+    prepare_turn(trace, messages).commit(
+        vf.Response(id="probe", created=0, model="probe", message=reply, finish_reason="stop")
+    )
+    await task.score(trace)
+    return trace.reward
+
+
+def guess_kind(prompts: list[str]) -> str:
+    """Code when most prompts ask for a program (a ``def``, a fenced block, "function"...)."""
+    words = ("def ", "```", "python", "function", "program", "implement")
+    code = sum(any(w in p.lower() for w in words) for p in prompts)
+    return "code" if code * 2 > max(len(prompts), 1) else "answer"
 
 
 @dataclass
@@ -324,6 +378,8 @@ class VerifiersRuntime:
     ) -> list[Row]:
         """One episode per task, all at once; episode i samples with key ``keys[i]``."""
         vf = self._vf
+        if len(keys) != len(tasks):
+            raise ValueError(f"{len(tasks)} episodes but {len(keys)} sampling keys")
         self.server.begin(keys)
         ctxs = [
             vf.ModelContext(
