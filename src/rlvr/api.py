@@ -204,6 +204,9 @@ def verify_env(cfg: RunConfig, problems: int = 4):
 
 def serve_env(name: str, host: str, port: int, options: dict[str, Any], max_sessions: int) -> None:
     """``rlvr serve-env``: an rlvr task or environment as an OpenEnv server (``envs.serve``)."""
+    from rlvr.envs.external import require
+
+    require("openenv", "rlvr serve-env", 'pip install "rlvr[envs]" (openenv-core)')
     from rlvr.envs.serve import serve
 
     serve(name, host, port, options, max_sessions)
