@@ -81,7 +81,9 @@ class Audit:
 
 
 def answer_probes(prompt: str) -> dict[str, str]:
-    numbers = " ".join(dict.fromkeys(re.findall(r"-?\d+(?:\.\d+)?", prompt))) or "0"
+    found = list(dict.fromkeys(re.findall(r"-?\d+(?:\.\d+)?", prompt)))
+    # several numbers: a hedge over them (one alone would be a guess, not a hack)
+    numbers = " ".join(found if len(found) > 1 else [*found, *map(str, range(10))])
     hedge = " or ".join(str(i) for i in range(21))
     return {
         "empty answer": "",

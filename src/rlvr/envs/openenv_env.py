@@ -43,6 +43,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -102,17 +103,20 @@ class ServerProcess:
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "ENABLE_WEB_INTERFACE": "false"}
+        # the server's log goes to a file: a pipe nobody reads fills up and stalls the server
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="rlvr-openenv-", suffix=".log")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
              "--log-level", "warning"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         import httpx
 
         t0 = time.monotonic()
         while time.monotonic() - t0 < startup_s:
             if self.proc.poll() is not None:
-                err = (self.proc.stderr.read() if self.proc.stderr else "")[-2000:]
+                self.log.seek(0)
+                err = self.log.read()[-2000:]
                 raise RuntimeError(f"the OpenEnv server {app} exited at start: {err}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
@@ -130,6 +134,7 @@ class ServerProcess:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        self.log.close()
 
 
 class OpenEnvFamily:
