@@ -6,6 +6,8 @@ task), the Coq checker, the math and arithmetic verifiers, and rlvr's multi-turn
 (``code_feedback``: each attempt run in the sandbox, the visible test's outcome as the next
 observation, the hidden tests' share as the reward at the end).
 
+Options (``-o KEY=VALUE``) go to the task or environment; ``problems`` caps each split (1000).
+
 Protocol: ``reset(seed=s, split="heldout"|"train")`` picks problem ``s`` (mod the split's size)
 and returns ``{"prompt": ...}``; ``step({"text": reply})`` scores the reply (a task: one step,
 ``done`` with the verifier's score as ``reward``; an environment: its reply as ``feedback``, the
@@ -35,18 +37,20 @@ def environment_class(name: str, options: dict[str, Any]) -> type[Environment]:
     from rlvr.tasks.base import get_task
     from rlvr.verifiers.base import get_verifier
 
+    options = dict(options)
+    n = int(options.pop("problems", 1000))  # the most problems a split serves
     env_names = set(_ENVS) | {"code_feedback"}
     if name in env_names:
         family = get_env_family(name)
         problems = {
-            split: family.examples(split, None, **accepted(family.examples, options))
+            split: family.examples(split, n, **accepted(family.examples, options))
             for split in ("train", "heldout")
         }
         task, verifier = None, None
     else:
         family = None
         task = get_task(name, **options)
-        problems = {split: task.examples(split) for split in ("train", "heldout")}
+        problems = {split: task.examples(split, n) for split in ("train", "heldout")}
         verifier = get_verifier(task.verifier, **dict(task.verifier_options))
 
     class Served(Environment):

@@ -120,6 +120,7 @@ def load(spec: str, options: dict[str, Any]) -> Loaded:
     env_id = str(own.get("env_id") or "")
     try:
         cls = vf.env_config_type(ident, env_id)
+        vf.taskset_config_type(ident)
     except ModuleNotFoundError as exc:
         raise ModuleNotFoundError(
             f"--env vf:{spec}: {exc} Install the taskset's package (pip install it, or pass a "
@@ -351,9 +352,7 @@ class VerifiersRuntime:
         self.server = GenerateServer(
             "rlvr-policy", cfg.env.max_episode_tokens, float(own.get("max_wait_s", 2.0))
         )
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="rlvr-vf", daemon=True)
-        self._thread.start()
+        self.loop = event_loop()
         self._stack = contextlib.AsyncExitStack()
         url = self._call(self._start(), 120)
         self.client = vf.TrainClientConfig(
@@ -397,6 +396,7 @@ class VerifiersRuntime:
         deadline = time.monotonic() + self.timeout_s
         self.server.serve(self.engine, policy, self.tokenizer.eos_token_id, deadline)
         episodes = done.result(timeout=max(deadline - time.monotonic(), 0) + 60)
+        self._last_episodes = episodes
         self.seconds = {
             "generate": self.server.seconds,
             "verify": time.perf_counter() - t0 - self.server.seconds,
@@ -476,14 +476,25 @@ class VerifiersRuntime:
         )  # fmt: skip
 
     def close(self) -> None:
-        if self.loop.is_closed():
-            return
         with contextlib.suppress(Exception):
             self._call(self._stack.aclose(), 60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
         shutil.rmtree(self._tokdir, ignore_errors=True)
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """The one event loop verifiers runs on in this process, on a daemon thread. One for the
+    process, never closed: verifiers and renderers keep asyncio locks at module level, which
+    bind to the first loop that uses them."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None:
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_LOOP.run_forever, name="rlvr-vf", daemon=True).start()
+        return _LOOP
 
 
 def _turns(trace: Any) -> list[dict]:
