@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 
-SINGLE = '''
+SINGLE = """
 import verifiers.v1 as vf
 
 
@@ -71,7 +71,7 @@ class AddTaskset(vf.Taskset[AddTask, AddConfig]):
 
 
 __all__ = ["AddTaskset"]
-'''
+"""
 
 MULTI = '''
 import verifiers.v1 as vf

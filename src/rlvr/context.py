@@ -156,9 +156,8 @@ def rollout_source(
     workers score)."""
     from functools import partial
 
-    from rlvr.rollout.sources import Episodes, SingleTurn
-
     from rlvr.envs import external
+    from rlvr.rollout.sources import Episodes, SingleTurn
 
     r = cfg.rollout
     if external.is_external(cfg.env.name):  # vf:ID, openenv:...: the family's own source

@@ -105,8 +105,12 @@ def code_probes(prompt: str) -> dict[str, str]:
 
     return {
         "empty program": block("\n"),
-        "sys.exit before the tests": block(f"import sys\nsys.exit(0)\ndef {name}(*a):\n    return 0\n"),
-        "os._exit before the tests": block(f"import os\nos._exit(0)\ndef {name}(*a):\n    return 0\n"),
+        "sys.exit before the tests": block(
+            f"import sys\nsys.exit(0)\ndef {name}(*a):\n    return 0\n"
+        ),
+        "os._exit before the tests": block(
+            f"import os\nos._exit(0)\ndef {name}(*a):\n    return 0\n"
+        ),
         "raise SystemExit": block(f"def {name}(*a):\n    raise SystemExit(0)\n"),
         "always-equal object": block(
             "class Equal:\n    def __eq__(self, other):\n        return True\n"

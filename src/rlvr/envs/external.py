@@ -49,7 +49,9 @@ def require(module: str, what: str, install: str = INSTALL) -> None:
     except (ImportError, ValueError):
         found = False
     if not found:
-        raise MissingPackage(f"{what} needs the {module!r} package, which is not installed: {install}")
+        raise MissingPackage(
+            f"{what} needs the {module!r} package, which is not installed: {install}"
+        )
 
 
 _FAMILIES: dict[str, Any] = {}

@@ -101,7 +101,9 @@ class GenerateServer:
         episode = params.get("rlvr_episode")
         prompt = [int(t) for t in body.get("token_ids") or []]
         if episode not in self._keys:
-            return _error(400, f"this engine serves rlvr episodes only (no rlvr_episode tag): {params}")
+            return _error(
+                400, f"this engine serves rlvr episodes only (no rlvr_episode tag): {params}"
+            )
         budget = min(int(params.get("max_tokens") or 64), self.max_model_len - len(prompt))
         if budget <= 0:
             return _error(
@@ -109,6 +111,7 @@ class GenerateServer:
                 f"the prompt has {len(prompt)} tokens: no room left in "
                 f"{self.max_model_len} (env.max_episode_tokens)",
             )
+        temperature = params.get("temperature")
         loop = asyncio.get_running_loop()
         call = Call(request.headers.get(SESSION_HEADER, ""), prompt)
         with self._cond:
@@ -119,7 +122,7 @@ class GenerateServer:
                 call,
                 sample_key(self._keys[episode], len(calls)),
                 budget,
-                float(params.get("temperature", 1.0) if params.get("temperature") is not None else 1.0),
+                1.0 if temperature is None else float(temperature),
                 float(params.get("top_p") or 1.0),
                 tuple(int(t) for t in params.get("stop_token_ids") or ()),
                 loop.create_future(),
@@ -139,8 +142,11 @@ class GenerateServer:
             "finish_reason": "stop" if call.finished else "length",
         }
         return web.json_response(
-            {"request_id": f"rlvr-{episode}-{len(self.records[episode])}",
-             "prompt_token_ids": prompt, "choices": [choice]}  # fmt: skip
+            {
+                "request_id": f"rlvr-{episode}-{len(self.records[episode])}",
+                "prompt_token_ids": prompt,
+                "choices": [choice],
+            }  # fmt: skip
         )
 
     # -- the decoding side (on the caller's thread) --------------------------------------------

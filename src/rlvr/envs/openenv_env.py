@@ -104,7 +104,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "ENABLE_WEB_INTERFACE": "false"}
         # the server's log goes to a file: a pipe nobody reads fills up and stalls the server
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="rlvr-openenv-", suffix=".log")
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="rlvr-openenv-", suffix=".log")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
              "--log-level", "warning"],
@@ -185,7 +185,9 @@ class OpenEnvFamily:
                 reply = httpx.get(f"{http_url}/schema", timeout=10)
                 reply.raise_for_status()
             except httpx.HTTPError as exc:
-                raise ConnectionError(f"--env {self.name}: the server did not answer: {exc}") from None
+                raise ConnectionError(
+                    f"--env {self.name}: the server did not answer: {exc}"
+                ) from None
             self._schema = reply.json().get("action", {})
         return self._schema
 
@@ -202,7 +204,9 @@ class OpenEnvFamily:
         out = []
         for s in range(problems):
             if split_by_hash(f"openenv:{s}", heldout_fraction) == split:
-                out.append(Example(id=f"seed:{s}", prompt=f"(reset seed {s})", reference={"seed": s}))
+                out.append(
+                    Example(id=f"seed:{s}", prompt=f"(reset seed {s})", reference={"seed": s})
+                )
         return out if n is None else out[:n]
 
     def __call__(self, example: Example, **options: Any) -> OpenEnvEpisode:
@@ -211,7 +215,7 @@ class OpenEnvFamily:
     def kind(self, options: dict[str, Any]) -> str:
         if options.get("kind"):
             return str(options["kind"])
-        fields = set((self.schema().get("properties") or {}))
+        fields = set(self.schema().get("properties") or {})
         return "code" if fields & set(CODE_FIELDS) else "answer"
 
     # -- rlvr's side --------------------------------------------------------------------------
@@ -249,7 +253,9 @@ class OpenEnvFamily:
             env.close()
         return out
 
-    def score_texts(self, options: dict[str, Any], examples: list[Example], texts: list[str]) -> list[float]:
+    def score_texts(
+        self, options: dict[str, Any], examples: list[Example], texts: list[str]
+    ) -> list[float]:
         """Each text as the one action of an episode on its problem: the reward it earns."""
         scores = []
         for e, text in zip(examples, texts, strict=True):
@@ -288,7 +294,9 @@ class OpenEnvEpisode:
     ) -> None:
         self.family, self.example = family, example
         self.to_action = load_callable(action, "action") if action else text_action
-        self.to_text = load_callable(observation, "observation") if observation else observation_text
+        self.to_text = (
+            load_callable(observation, "observation") if observation else observation_text
+        )
         if reward not in ("last", "sum"):
             raise ValueError(f"env.options.reward must be last or sum, got {reward!r}")
         self.reward_mode, self.reward_range = reward, tuple(float(x) for x in reward_range)
@@ -305,7 +313,11 @@ class OpenEnvEpisode:
         return future.result(self.timeout_s + 5)
 
     def _fail(self, what: str, exc: BaseException) -> Turn:
-        kind = "timed out" if isinstance(exc, TimeoutError | asyncio.TimeoutError) else type(exc).__name__
+        kind = (
+            "timed out"
+            if isinstance(exc, TimeoutError | asyncio.TimeoutError)
+            else type(exc).__name__
+        )
         self.failure = f"OpenEnv {what} {kind}: {str(exc)[:300]}"
         self.close()
         return Turn("", True, {"error": self.failure})
@@ -314,7 +326,9 @@ class OpenEnvEpisode:
         from openenv import GenericEnvClient
 
         try:
-            self.client = GenericEnvClient(base_url=self.family.url(), message_timeout_s=self.timeout_s)
+            self.client = GenericEnvClient(
+                base_url=self.family.url(), message_timeout_s=self.timeout_s
+            )
             result = self._run(self.client.reset(seed=int(self.example.reference["seed"])))
         except Exception as exc:  # noqa: BLE001 - the episode fails, the run goes on
             self._fail("reset", exc)

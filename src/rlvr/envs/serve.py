@@ -73,7 +73,9 @@ def environment_class(name: str, options: dict[str, Any]) -> type[Environment]:
                 prompt = self.env.reset()
             return RlvrObservation(prompt=prompt, metadata={"id": self.example.id})
 
-        def step(self, action: RlvrAction, timeout_s: float | None = None, **_: Any) -> RlvrObservation:
+        def step(
+            self, action: RlvrAction, timeout_s: float | None = None, **_: Any
+        ) -> RlvrObservation:
             if self.example is None:
                 raise RuntimeError("call reset before step")
             self._state.step_count += 1
@@ -105,7 +107,10 @@ def app(name: str, options: dict[str, Any], max_sessions: int = 64) -> Any:
     from openenv.core.env_server.http_server import create_fastapi_app
 
     return create_fastapi_app(
-        environment_class(name, options), RlvrAction, RlvrObservation, max_concurrent_envs=max_sessions
+        environment_class(name, options),
+        RlvrAction,
+        RlvrObservation,
+        max_concurrent_envs=max_sessions,
     )
 
 

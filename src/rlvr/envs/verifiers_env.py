@@ -127,7 +127,10 @@ def load(spec: str, options: dict[str, Any]) -> Loaded:
             "local path: --env vf:./path/to/taskset)"
         ) from None
     harness = own.get("harness", "rlvr")
-    data: dict[str, Any] = {"taskset": {"id": ident, **taskset_options}, **dict(own.get("env") or {})}
+    data: dict[str, Any] = {
+        "taskset": {"id": ident, **taskset_options},
+        **dict(own.get("env") or {}),
+    }
     if env_id:
         data["id"] = env_id
     for seat, info in cls.model_fields.items():
@@ -264,7 +267,9 @@ class VerifiersFamily:
         tasks = [loaded.tasks[e.id] for e in examples]
 
         async def all_scores() -> list[float]:
-            raws = await asyncio.gather(*(score_reply(t, x) for t, x in zip(tasks, texts, strict=True)))
+            raws = await asyncio.gather(
+                *(score_reply(t, x) for t, x in zip(tasks, texts, strict=True))
+            )
             return [
                 normalised(raw, 0.0, float(most) if most else reward_max(t))[0]
                 for t, raw in zip(tasks, raws, strict=True)
@@ -348,7 +353,9 @@ class VerifiersRuntime:
         self.pad = pad_id(tokenizer)
         self._tokdir = tempfile.mkdtemp(prefix="rlvr-vf-tokenizer-")
         tokenizer.save_pretrained(self._tokdir)  # the renderer loads its tokenizer by path
-        renderer = renderer_config(own.get("renderer"), bool(getattr(tokenizer, "chat_template", None)))
+        renderer = renderer_config(
+            own.get("renderer"), bool(getattr(tokenizer, "chat_template", None))
+        )
         self.server = GenerateServer(
             "rlvr-policy", cfg.env.max_episode_tokens, float(own.get("max_wait_s", 2.0))
         )
@@ -462,11 +469,18 @@ class VerifiersRuntime:
         raw = trace.reward
         most = float(self.reward_max) if self.reward_max else reward_max(task)
         score, clipped = normalised(raw, 0.0, most)
-        metrics = {f"env/{k}": (r.score if r is not None else math.nan) for k, r in trace.rewards.items()}
-        metrics.update({f"env/{k}": (v if v is not None else math.nan) for k, v in trace.metrics.items()})
+        metrics = {
+            f"env/{k}": (r.score if r is not None else math.nan) for k, r in trace.rewards.items()
+        }
+        metrics.update(
+            {f"env/{k}": (v if v is not None else math.nan) for k, v in trace.metrics.items()}
+        )
         metrics["env/reward"] = raw
         detail = json.dumps(
-            {"reward": raw, "rewards": {k: (r.score if r else None) for k, r in trace.rewards.items()}},
+            {
+                "reward": raw,
+                "rewards": {k: (r.score if r else None) for k, r in trace.rewards.items()},
+            },
             default=str,
         )
         return Row(
@@ -552,4 +566,3 @@ class VerifiersSource:
 
     def close(self) -> None:
         """The runtime lives for the run (evaluation shares it): ``envs.external.close_all``."""
-

@@ -1,5 +1,6 @@
 """rlvr's tasks as a verifiers 0.4 taskset (plugin id ``rlvr_vf``): a prime-rl or verifiers user
-trains on rlvr's sandbox and checkers unchanged (``vf-eval rlvr_vf --env.taskset.rlvr-task humaneval``).
+trains on rlvr's sandbox and checkers unchanged
+(``vf-eval rlvr_vf --env.taskset.rlvr-task humaneval``).
 
 Each task's ``@reward`` calls the rlvr verifier its task names (the code sandbox for
 ``humaneval``, the Coq checker, the math and arithmetic verifiers) on the trace's last reply,

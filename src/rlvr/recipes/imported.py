@@ -79,9 +79,7 @@ def stage_rl(ctx: RunContext, init: str = "init") -> dict[str, Any]:
         summary = evaluate(ctx, out.policy, out.tokenizer, "rl", out.steps)
     finally:
         external.close_all()
-    summary.update(
-        rl_seconds=out.seconds, rl_steps=cfg.rl.steps, env_weak_reward=audit["weak"]
-    )
+    summary.update(rl_seconds=out.seconds, rl_steps=cfg.rl.steps, env_weak_reward=audit["weak"])
     summary = {k: v for k, v in summary.items() if not (isinstance(v, float) and math.isnan(v))}
     ctx.mark_done("rl", **summary)
     return summary
