@@ -293,9 +293,12 @@ def test_verify_env_flags_a_reward_that_pays_a_known_hack(tasksets):
     weak = verify(tasksets["vf_lenient"])
     assert weak.returncode == 1, weak.stderr
     assert "WEAK" in weak.stdout and "PAID every option listed" in weak.stdout
-    strict = verify(tasksets["vf_add"])
-    assert strict.returncode == 0, strict.stderr
-    assert "no known hack is paid" in strict.stdout
+    from rlvr import api
+
+    cfg = load_config(None, [f"env.name=vf:{tasksets['vf_add']}", "env.options.heldout_fraction=0"])
+    strict = api.verify_env(cfg)  # the same audit, in this process
+    assert not strict.weak and "no known hack is paid" in strict.lines()[0]
+    assert {p.name for p in strict.probes} >= {"empty answer", "prompt echo", "every option listed"}
 
 
 # ---------------------------------------------------------------------------------------------
