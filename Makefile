@@ -17,7 +17,7 @@ $(VENV)/.setup: pyproject.toml constraints-cpu.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.setup-test: $(VENV)/.setup
-	$(PIP) -e ".[dev,data,gym,lora,tensorboard,bench,ray]"
+	$(PIP) -e ".[dev,data,gym,lora,tensorboard,bench,ray,envs]"
 	touch $@
 
 setup: $(VENV)/.setup

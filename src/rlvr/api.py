@@ -7,6 +7,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import rlvr.interop  # noqa: F401  (registers the vf: and openenv: environments)
 from rlvr.config import ConfigError, RunConfig
 from rlvr.context import RunContext
 from rlvr.eval import evaluate
@@ -20,7 +21,14 @@ RECIPES = {"r1": r1, "agentic_code": agentic_code, "hack_demo": hack_demo}
 
 
 def _recipe(cfg: RunConfig):
-    """The recipe whose stages serve ``cfg``: with an environment, the agentic recipe's."""
+    """The recipe whose stages serve ``cfg``: with an environment, the agentic recipe's; with
+    an imported one (``vf:``, ``openenv:``), the imported recipe's."""
+    from rlvr.interop.external import is_external
+
+    if is_external(cfg.env.name):
+        from rlvr.recipes import imported
+
+        return imported
     if cfg.env.name and cfg.recipe == "r1":
         if "recipe" in cfg.model_fields_set:
             raise ConfigError(
@@ -100,7 +108,11 @@ def eval_model(
 ) -> dict[str, Any]:
     """Held-out pass@1 (greedy) and pass@k of any checkpoint on the configured task; with an
     environment, greedy episodes with real feedback, one attempt, and blank feedback."""
+    from rlvr.interop.external import is_external
+
     run = _eval_episodes if cfg.env.name else _eval_completions
+    if is_external(cfg.env.name):
+        run = _eval_imported
     result = run(cfg, model_path)
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +167,43 @@ def _eval_episodes(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
             if name == "multi_turn":
                 result["n"], result["samples"] = got["n"], got["samples"]
     return result
+
+
+def _eval_imported(cfg: RunConfig, model_path: str | Path) -> dict[str, Any]:
+    """Greedy episodes of an imported environment on its held-out problems."""
+    from rlvr.interop import external
+    from rlvr.wiring import build_task
+
+    model, tokenizer = load_policy(model_path, cfg.model.device, cfg.model.dtype)
+    heldout = build_task(cfg).examples("heldout", cfg.eval.heldout)
+    try:
+        result = external.family(cfg.env.name).evaluate(cfg, model, tokenizer, heldout)
+    finally:
+        external.close_all()
+    return {"model": str(model_path), "env": cfg.env.name, **result}
+
+
+def verify_env(cfg: RunConfig, problems: int = 4):
+    """``rlvr verify --env``: the known-hack probes against an imported environment's reward
+    (``interop.audit``); returns the :class:`rlvr.interop.audit.Audit`."""
+    from rlvr.interop import external
+    from rlvr.interop.audit import audit
+    from rlvr.wiring import env_options
+
+    try:
+        return audit(cfg.env.name, env_options(cfg), problems)
+    finally:
+        external.close_all()
+
+
+def serve_env(name: str, host: str, port: int, options: dict[str, Any], max_sessions: int) -> None:
+    """``rlvr serve-env``: an rlvr task or environment as an OpenEnv server (``interop.serve``)."""
+    from rlvr.interop.external import require
+
+    require("openenv", "rlvr serve-env", 'pip install "rlvr[envs]" (openenv-core)')
+    from rlvr.interop.serve import serve
+
+    serve(name, host, port, options, max_sessions)
 
 
 def report(run_dir: str | Path) -> Path:

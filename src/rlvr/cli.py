@@ -138,12 +138,18 @@ def run(
     ray: RayOpt = False,
     ray_address: RayAddressOpt = None,
     engine: EngineOpt = None,
+    env: Annotated[
+        str | None,
+        typer.Option(help="an environment: code_feedback, vf:ID (verifiers), openenv:URL|PACKAGE"),
+    ] = None,
 ) -> None:
     """A whole recipe (default: DeepSeek-R1's cold-start SFT -> GRPO -> rejection sampling ->
     final SFT)."""
     fields: dict[str, Any] = {"seed": seed, "recipe": recipe, **_run_dir_fields(out, name)}
     fields.update(_scale_fields(ray, ray_address))
     _engine_fields(engine, fields)
+    if env:
+        fields["env"] = {"name": env}
     if allow_weak_verifier:
         fields["task"] = {"allow_weak_verifier": True}
     cfg = _config(config, set_, **fields)
@@ -190,7 +196,12 @@ AllowWeakOpt = Annotated[
 ]
 EnvOpt = Annotated[
     str | None,
-    typer.Option(help="a multi-turn environment, e.g. code_feedback (episodes, not completions)"),
+    typer.Option(
+        help="a multi-turn environment (episodes, not completions): code_feedback; vf:ID (a "
+        "verifiers taskset: installed id or local path); openenv:URL (a running OpenEnv server) "
+        "or openenv:PACKAGE (an installed OpenEnv environment, started here); options with "
+        "-o env.options.KEY=VALUE"
+    ),
 ]
 
 
@@ -284,6 +295,8 @@ def train(
         fields["task"] = task_fields
     if env:
         fields["env"] = {"name": env}
+        if skip_bad_rows:
+            fields["env"]["options"] = {"skip_bad_rows": True}
     if allow_weak_verifier:
         fields.setdefault("task", {})["allow_weak_verifier"] = True
     if max_steps is not None:
@@ -406,11 +419,11 @@ def monitor(
 @app.command()
 def verify(
     input: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--input", "-i", help="JSONL of {id, verifier, response, reference}; - for stdin"
         ),
-    ],
+    ] = None,
     output: Annotated[str, typer.Option("--output", help="JSONL of verdicts; - for stdout")] = "-",
     workers: Annotated[
         int | None, typer.Option(help="concurrent checks (default: CPU count)")
@@ -418,12 +431,58 @@ def verify(
     unsafe: Annotated[
         bool, typer.Option(help="allow running code without sandbox isolation")
     ] = False,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            help="audit an imported environment's reward instead (vf:ID, openenv:...): "
+            "rlvr's known-hack probes, each probe's reward; exit code 1 when one is paid"
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    problems: Annotated[int, typer.Option(help="--env: problems each probe is tried on")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="--env: print one JSON object")] = False,
 ) -> None:
-    """Score a batch of responses: one verdict line per input line, in order."""
+    """Score a batch of responses: one verdict line per input line, in order. With --env,
+    audit an imported environment's reward against rlvr's known-hack probes."""
+    if env:
+        from rlvr import api
+
+        result = api.verify_env(_config(None, set_, env={"name": env}), problems)
+        text = json.dumps(result.to_dict()) if as_json else "\n".join(result.lines())
+        sys.stdout.write(text + "\n")
+        if result.weak:  # a CI check can fail on it (click swallows typer.Exit here)
+            raise SystemExit(1)
+        return
+    if input is None:
+        raise typer.BadParameter("give --input (responses to score) or --env (an environment)")
     from rlvr.verifiers.batch import verify_jsonl
 
     summary = verify_jsonl(input, output, workers=workers, unsafe=unsafe)
     console.print(json.dumps(summary))
+
+
+@app.command("serve-env")
+def serve_env(
+    name: Annotated[
+        str,
+        typer.Argument(help="an rlvr task (arithmetic, humaneval, coq:..., ...) or environment"),
+    ],
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-o", help="an option of the task or environment: -o seed=1"),
+    ] = None,
+    max_sessions: Annotated[
+        int, typer.Option(help="concurrent sessions (episodes) the server holds")
+    ] = 64,
+) -> None:
+    """Serve an rlvr task or environment as an OpenEnv server (reset / step / state, HTTP and
+    WebSocket): other trainers train on rlvr's sandbox and checkers unchanged."""
+    from rlvr import api
+    from rlvr.config import parse_overrides
+
+    api.serve_env(name, host, port, parse_overrides(set_ or []), max_sessions)
 
 
 @app.command("config")

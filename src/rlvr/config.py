@@ -72,7 +72,8 @@ class EnvConfig(Section):
 
     name: str | None = Field(
         None,
-        description="a registered environment, e.g. code_feedback; None: single-turn "
+        description="a registered environment, e.g. code_feedback; vf:ID (a verifiers "
+        "taskset); openenv:URL or openenv:PACKAGE (an OpenEnv server); None: single-turn "
         "completions of the task",
     )
     options: dict[str, Any] = Field(
@@ -95,6 +96,14 @@ class EnvConfig(Section):
         le=1,
         description="share of cold-start demonstrations whose replies are the blank text, so "
         "the blank-feedback control shows no unseen text",
+    )
+    max_failed_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="imported environments (vf:, openenv:): the run stops when more than this "
+        "share of a step's episodes failed (environment, harness or reward raised, server "
+        "unreachable) or drifted from the tokens sampled; failed episodes are never trained on",
     )
 
     @model_validator(mode="after")

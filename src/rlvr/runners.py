@@ -15,6 +15,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from rlvr import scale
+from rlvr.config import ConfigError
 from rlvr.context import RunContext
 from rlvr.rollout.sources import RolloutSource
 from rlvr.train.loop import Evaluate, RLResult, start_rl, train_rl
@@ -28,6 +29,15 @@ def run_rl(
 ) -> RLResult:
     """GRPO from checkpoint ``init`` (or the last checkpoint of an interrupted run), locally or
     scaled out as the config and the launcher say; writes ``checkpoints/rl``."""
+    if scale.wanted(ctx.cfg) and ctx.cfg.env.name:
+        from rlvr.envs import get_env_family
+
+        if hasattr(get_env_family(ctx.cfg.env.name), "source"):
+            raise ConfigError(
+                f"--env {ctx.cfg.env.name} runs in one process: its episodes come from its own "
+                "loop (verifiers, OpenEnv), which rlvr's Ray and torchrun workers do not host; "
+                "drop --ray / torchrun"
+            )
     start = start_rl(ctx, make_source, init)
     scaled = None
     try:

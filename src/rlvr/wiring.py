@@ -199,9 +199,12 @@ def rollout_source(
     single-turn completions scored by ``score``, sampled by ``engine`` (``build_engine``; rlvr's
     own decoders when None). From the config alone, so that a rollout worker on another machine
     (``rlvr.scale``) builds the same one (its ``score`` is None: verifier workers score)."""
+    from rlvr.envs import get_env_family
     from rlvr.rollout.sources import Episodes, SingleTurn
 
     r = cfg.rollout
+    if cfg.env.name and hasattr(family := get_env_family(cfg.env.name), "source"):
+        return family.source(cfg, tokenizer, engine)  # its own episode loop (vf:ID)
     if cfg.env.name:
         runner = episode_runner(cfg, tokenizer, engine=engine)
         return Episodes(runner, partial(make_env, cfg), r.group_size, r.temperature, r.top_p)

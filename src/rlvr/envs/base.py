@@ -75,12 +75,33 @@ def register_env(name: str) -> Callable[[EnvFamily], EnvFamily]:
     return add
 
 
+# name prefixes of families that resolve the rest of the name themselves (``vf:ID``,
+# ``openenv:URL``: ``rlvr.interop`` registers them)
+_PREFIXES: dict[str, Callable[[str], EnvFamily]] = {}
+
+
+def register_env_prefix(prefix: str, resolve: Callable[[str], EnvFamily]) -> None:
+    """Names that start with ``prefix`` (``"vf:"``) are resolved by ``resolve(name)``."""
+    _PREFIXES[prefix] = resolve
+
+
 def get_env_family(name: str) -> EnvFamily:
+    """The family of ``name``. A family may also bring its own rollout source
+    (``source(cfg, tokenizer, engine)``) when its episodes are not rlvr's ``Env`` turns."""
     from rlvr import envs as _  # noqa: F401  (registers the built-ins)
 
+    for prefix, resolve in _PREFIXES.items():
+        if name.startswith(prefix):
+            return resolve(name)
     if name not in _ENVS:
         known = ", ".join(sorted(_ENVS)) or "none"
-        raise KeyError(f"unknown environment {name!r}; known environments: {known}")
+        hint = ""
+        if ":" in name:
+            hint = (
+                "; vf:ID (verifiers) and openenv:URL|PACKAGE (OpenEnv) environments are "
+                "registered by `import rlvr.interop` (the rlvr command and rlvr.api do it)"
+            )
+        raise KeyError(f"unknown environment {name!r}; known environments: {known}{hint}")
     return _ENVS[name]
 
 

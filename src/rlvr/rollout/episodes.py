@@ -241,32 +241,57 @@ class EpisodeRunner:
         pad: int,
         device: torch.device,
     ) -> Rollouts:
-        plen = max(len(e.prompt) for e in episodes)
-        width = max(len(e.ids) - len(e.prompt) for e in episodes)
-        n = len(episodes)
-        ids = torch.full((n, plen + width), pad, dtype=torch.long)
-        attention = torch.zeros((n, plen + width), dtype=torch.long)
-        model_mask = torch.zeros((n, width))
-        logprobs = torch.zeros((n, width))
-        for r, e in enumerate(episodes):
-            p, c = len(e.prompt), len(e.ids) - len(e.prompt)
-            ids[r, plen - p : plen + c] = torch.tensor(e.ids)
-            attention[r, plen - p : plen + c] = 1
-            model_mask[r, :c] = torch.tensor(e.model[p:], dtype=torch.float32)
-            logprobs[r, :c] = torch.tensor(e.logprobs[p:])
-        return Rollouts(
-            input_ids=ids.to(device),
-            attention_mask=attention.to(device),
-            completion_mask=model_mask.to(device),
-            prompt_len=plen,
-            texts=[next(t["text"] for t in reversed(e.turns) if t["role"] == "model")
-                   for e in episodes],
-            truncated=torch.tensor([e.truncated for e in episodes], device=device),
-            group_size=group_size,
-            temperature=temperature if temperature > 0 else 1.0,
-            logprobs=logprobs.to(device),
-            turns=[e.turns for e in episodes],
-            versions=None if self.engine.version is None
-            else torch.full((n,), self.engine.version, dtype=torch.long, device=device),
-            engine=self.engine.name,
+        ro = pack_episodes(
+            [e.prompt for e in episodes], [e.ids for e in episodes], [e.model for e in episodes],
+            [e.logprobs for e in episodes],
+            [next(t["text"] for t in reversed(e.turns) if t["role"] == "model") for e in episodes],
+            [e.turns for e in episodes], [e.truncated for e in episodes], group_size,
+            temperature, pad, device,
         )  # fmt: skip
+        ro.engine = self.engine.name
+        if self.engine.version is not None:  # the weights every turn was sampled with
+            ro.versions = torch.full((len(ro),), self.engine.version, dtype=torch.long)
+        return ro
+
+
+def pack_episodes(
+    prompts: list[list[int]],
+    seqs: list[list[int]],
+    model: list[list[int]],
+    logprobs: list[list[float]],
+    texts: list[str],
+    turns: list[list[dict]],
+    truncated: list[bool],
+    group_size: int,
+    temperature: float,
+    pad: int,
+    device: torch.device,
+) -> Rollouts:
+    """Episodes as one ``Rollouts`` batch: each row its prompt (left-padded) then the rest of
+    its sequence (right-padded); ``model`` (1 where the model produced the token) and the
+    sampling ``logprobs`` run over the whole sequence, prompt included."""
+    plen = max(len(p) for p in prompts)
+    width = max(len(s) - len(p) for s, p in zip(seqs, prompts, strict=True))
+    n = len(seqs)
+    ids = torch.full((n, plen + width), pad, dtype=torch.long)
+    attention = torch.zeros((n, plen + width), dtype=torch.long)
+    model_mask = torch.zeros((n, width))
+    behaviour = torch.zeros((n, width))
+    for r, (prompt, seq) in enumerate(zip(prompts, seqs, strict=True)):
+        p, c = len(prompt), len(seq) - len(prompt)
+        ids[r, plen - p : plen + c] = torch.tensor(seq)
+        attention[r, plen - p : plen + c] = 1
+        model_mask[r, :c] = torch.tensor(model[r][p:], dtype=torch.float32)
+        behaviour[r, :c] = torch.tensor(logprobs[r][p:])
+    return Rollouts(
+        input_ids=ids.to(device),
+        attention_mask=attention.to(device),
+        completion_mask=model_mask.to(device),
+        prompt_len=plen,
+        texts=list(texts),
+        truncated=torch.tensor(truncated, device=device),
+        group_size=group_size,
+        temperature=temperature if temperature > 0 else 1.0,
+        logprobs=behaviour.to(device),
+        turns=list(turns),
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -41,6 +41,11 @@ class Collected:
     rollouts: Rollouts
     verdicts: list[Verdict]
     seconds: dict[str, float]
+    # what an imported environment reports besides rewards: events counted over the step
+    # (``env/errors``, ``env/token_drift``) and values per row (``env/<reward name>``; NaN
+    # where a row has none), averaged over the step's rows
+    counts: dict[str, float] = field(default_factory=dict)
+    row_metrics: dict[str, list[float]] = field(default_factory=dict)
 
 
 class RolloutSource(Protocol):

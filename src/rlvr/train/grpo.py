@@ -20,9 +20,10 @@ Choices, stated where they are made:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -56,6 +57,7 @@ class Batch:
     # rows sampled by an older policy than the one being updated (asynchronous RL, rlvr.scale):
     # their loss terms are importance-weighted by pi_old / mu (``policy_loss``)
     stale: torch.Tensor | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # the source's own (``env/*``)
 
 
 def loss_settings(algo: AlgorithmConfig, max_tokens: int) -> LossSettings:
@@ -110,6 +112,8 @@ def collect_batch(
     G = source.group_size
     seconds: dict[str, float] = {}
     kept: list[tuple[Rollouts, list[Example], list[Verdict], torch.Tensor]] = []
+    counts: dict[str, float] = {}
+    row_metrics: dict[str, list[float]] = {}
     n_kept, rounds = 0, 0
     while n_kept < prompts_per_step:
         need = prompts_per_step - n_kept
@@ -117,6 +121,8 @@ def collect_batch(
         got = source.collect(policy, examples, group_keys(step_key, rounds, need))
         for key, value in got.seconds.items():
             seconds[key] = seconds.get(key, 0.0) + value
+        for key, value in got.counts.items():
+            counts[key] = counts.get(key, 0.0) + value
         ro, verdicts = got.rollouts, got.verdicts
         rows = [e for e in examples for _ in range(G)]
         rewards = torch.tensor([v.score for v in verdicts], dtype=torch.float32)
@@ -136,10 +142,14 @@ def collect_batch(
                         rewards[sel],
                     )
                 )
+                for key, values in got.row_metrics.items():
+                    row_metrics.setdefault(key, []).extend(values[i] for i in picked)
                 n_kept += len(idx)
             rounds += 1
             continue
         kept.append((ro, rows, verdicts, rewards))
+        for key, values in got.row_metrics.items():
+            row_metrics.setdefault(key, []).extend(values)
         n_kept += need
     ro = Rollouts.concat([k[0] for k in kept], pad)
     rows = [e for k in kept for e in k[1]]
@@ -163,7 +173,13 @@ def collect_batch(
         loss_mask[ro.truncated] = 0.0
     if report is not None and any(report.drop):
         loss_mask[torch.tensor(report.drop)] = 0.0
-    return Batch(ro, rows, verdicts, rewards, advantages, loss_mask, seconds, report)
+    metrics = dict(counts)
+    for key, values in row_metrics.items():
+        present = [v for v in values if not math.isnan(v)]
+        metrics[key] = sum(present) / len(present) if present else math.nan
+    return Batch(
+        ro, rows, verdicts, rewards, advantages, loss_mask, seconds, report, metrics=metrics
+    )
 
 
 def update_shards(policy: PreTrainedModel, n_rows: int, seq_len: int) -> int:
@@ -374,4 +390,5 @@ def batch_metrics(batch: Batch) -> dict[str, float]:
         ) / len(ro.turns)
         out["episodes/env_tokens"] = float((real - lengths).mean())
         out["episodes/solved"] = sum(v.correct for v in batch.verdicts) / len(batch.verdicts)
+    out.update(batch.metrics)
     return out
