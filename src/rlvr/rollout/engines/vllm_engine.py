@@ -46,9 +46,11 @@ What it does, and why:
   a new ``VllmEngine`` over it just syncs. Two live ``vllm.LLM`` in one process share global
   state, so building a different one shuts the old one down first.
 
-A script that builds this engine should keep its top level under
-``if __name__ == "__main__":`` (vLLM may start worker processes with ``spawn``, which re-imports
-the main module).
+The ``if __name__ == "__main__":`` guard: vLLM with its defaults starts its engine core in a
+process of its own with ``spawn``, which re-imports the main module, so a script that builds
+``vllm.LLM`` itself needs the guard. This engine starts nothing (in process): a script without
+the guard built it and sampled (measured). Keep the guard all the same where a script may also
+build vLLM with its defaults.
 """
 
 from __future__ import annotations
