@@ -24,7 +24,7 @@ needs_vllm = pytest.mark.skipif(
     reason="vLLM is not installed: `make setup-vllm` installs its CPU build",
 )
 MAX_LEN = 192  # the engine's max_model_len: long enough for a second turn
-SETTINGS = VllmConfig(kv_cache_gib=0.25)
+SETTINGS = VllmConfig(kv_cache_gib=0.25, eager=True)  # eager: starts in seconds
 
 
 def test_missing_vllm_names_the_install(monkeypatch):
@@ -378,7 +378,7 @@ def test_an_engine_that_cannot_start_says_which_setting(built, tokenizer):
     ):
         VllmEngine(policy, 300, SETTINGS)
     with pytest.raises(EngineError, match=r"raise rollout\.vllm\.kv_cache_gib"):
-        VllmEngine(policy, MAX_LEN, VllmConfig(kv_cache_gib=0.0001))
+        VllmEngine(policy, MAX_LEN, VllmConfig(kv_cache_gib=0.0001, eager=True))
     engine = engine_for(policy)  # and the process can build one again
     engine.sync(policy, 0)
     assert (

@@ -599,3 +599,31 @@ def _learner_state_kept():
 def _distributed() -> bool:
     """Under torchrun the learner's process group exists; vLLM then joins it (TRL's way)."""
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+# --- which engine is faster (rollout.engine: auto) --------------------------------------------
+
+# bench/engines.py on a 2-core CPU (fp32, random weights, every row to 32 new tokens; a shared,
+# loaded machine), vLLM's CPU build (eager) over rlvr's decoder in completion tokens/s:
+# 1.1M 0.11, 21M 1.07, 151M 0.90, 494M (Qwen2.5-0.5B shape) see VLLM_OVER_RLVR_CPU; the issue-14
+# pilot on the same machine, quieter: 0.83M 0.30, 14M 0.74, 113M 0.95, 494M 1.24. vLLM wins from
+# about this many parameters on CPU:
+CPU_CROSSOVER_PARAMS = 300_000_000
+VLLM_OVER_RLVR_CPU = {1_063_040: 0.11, 21_030_400: 1.07, 151_100_160: 0.90}
+
+
+def vllm_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def vllm_faster(n_params: int, device: torch.device | str) -> bool:
+    """Whether vLLM should sample faster than rlvr's decoder for a policy of ``n_params`` on
+    ``device``: on CPU from the measured crossover; on a GPU always (not measured here: no GPU;
+    published figures put vLLM several times ahead of HF ``generate``, whose speed rlvr's
+    decoder has on a GPU, having no paged KV cache or continuous batching)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    return n_params >= CPU_CROSSOVER_PARAMS
