@@ -603,13 +603,14 @@ def _distributed() -> bool:
 
 # --- which engine is faster (rollout.engine: auto) --------------------------------------------
 
-# bench/engines.py on a 2-core CPU (fp32, random weights, every row to 32 new tokens; a shared,
-# loaded machine), vLLM's CPU build (eager) over rlvr's decoder in completion tokens/s:
-# 1.1M 0.11, 21M 1.07, 151M 0.90, 494M (Qwen2.5-0.5B shape) see VLLM_OVER_RLVR_CPU; the issue-14
-# pilot on the same machine, quieter: 0.83M 0.30, 14M 0.74, 113M 0.95, 494M 1.24. vLLM wins from
-# about this many parameters on CPU:
-CPU_CROSSOVER_PARAMS = 300_000_000
-VLLM_OVER_RLVR_CPU = {1_063_040: 0.11, 21_030_400: 1.07, 151_100_160: 0.90}
+# bench/engines.py on a 2-core CPU (fp32, random weights, every row to 32 new tokens, keyed
+# sampling; a shared machine under load 5-7), vLLM's CPU build (eager) over rlvr's decoder in
+# completion tokens/s, by parameters: Llama with rlvr's 107-token vocabulary at 1.1M 0.11, 21M
+# 1.07, 151M 0.90; the Qwen2.5-0.5B shape (494M, vocabulary 151,936) 6.9, where rlvr's keyed
+# sampler (a hash per vocabulary entry per token) weighs most. The issue-14 pilot, quieter, not
+# keyed: 0.83M 0.30, 14M 0.74, 113M 0.95, 494M 1.24. vLLM wins from about this size on CPU:
+CPU_CROSSOVER_PARAMS = 200_000_000
+VLLM_OVER_RLVR_CPU = {1_063_040: 0.11, 21_030_400: 1.07, 151_100_160: 0.90, 494_032_768: 6.9}
 
 
 def vllm_installed() -> bool:
