@@ -20,7 +20,8 @@ CORPUS = [
 ]
 
 
-def save_byo_model(out: str | Path, seed: int = 0) -> Path:
+def save_byo_model(out: str | Path, seed: int = 0, hidden_size: int = 32) -> Path:
+    """``hidden_size=64`` gives heads of 32, a size vLLM's CPU attention takes."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -46,8 +47,8 @@ def save_byo_model(out: str | Path, seed: int = 0) -> Path:
     tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=2,

@@ -183,6 +183,8 @@ def build_engine(
         length = cfg.env.max_episode_tokens
     else:
         length = PROMPT_TOKENS + cfg.rollout.max_new_tokens
+    base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+    length = min(length, getattr(base.config, "max_position_embeddings", None) or length)
     return make_engine(cfg.rollout, tokenizer, policy, length)
 
 

@@ -186,14 +186,15 @@ class EpisodeRunner:
                     group = episodes[i : i + group_size]
                     if any(e.ids != group[0].ids for e in group):
                         raise ValueError("episodes of a group must start from the same prompt")
-                prefixes, per_row = [episodes[i].ids for i in firsts], group_size
+                rows, per_row = firsts, group_size
             else:
-                prefixes, per_row = [episodes[i].ids for i in active], 1
+                rows, per_row = active, 1
+            prefixes = [episodes[i].ids for i in rows]
             turn_keys = None
             if keys is not None:
                 turn_keys = [sample_key(keys[i], i % group_size, turn) for i in active]
             out = self.engine.sample(
-                model, prefixes, per_row, max(budgets.values()), eos, temperature, top_p,
+                model, prefixes, per_row, [budgets[i] for i in rows], eos, temperature, top_p,
                 turn_keys, generator,
             )  # fmt: skip
             self.seconds["generate"] += time.perf_counter() - t0

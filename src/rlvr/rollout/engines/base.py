@@ -54,14 +54,16 @@ class Engine(Protocol):
         policy: PreTrainedModel,
         prompts: list[list[int]],
         group_size: int,
-        max_new_tokens: int,
+        max_new_tokens: int | list[int],
         eos: int | None,
         temperature: float,
         top_p: float = 1.0,
         keys: list[int] | None = None,
         generator: torch.Generator | None = None,
     ) -> Sampled:
-        """``group_size`` continuations of each prompt (token ids, unpadded). ``keys``: one
+        """``group_size`` continuations of each prompt (token ids, unpadded), at most
+        ``max_new_tokens`` each (or one budget per prompt: an engine may decode every row to
+        the longest, and the caller cuts each at its own; none goes past it). ``keys``: one
         sampling key per continuation, prompt-major (``rollout.sampling``); without them the
         draws come from ``generator``. Greedy when ``temperature == 0``. ``policy`` is the
         learner's: the native engine samples with it, an engine with its own copy checks that

@@ -23,7 +23,7 @@ class NativeEngine:
         policy: PreTrainedModel,
         prompts: list[list[int]],
         group_size: int,
-        max_new_tokens: int,
+        max_new_tokens: int | list[int],
         eos: int | None,
         temperature: float,
         top_p: float = 1.0,
@@ -32,6 +32,8 @@ class NativeEngine:
     ) -> Sampled:
         from rlvr.rollout.generate import left_pad, sample_ids
 
+        if not isinstance(max_new_tokens, int):  # one decode to the longest budget: rows
+            max_new_tokens = max(max_new_tokens, default=0)  # past their own are cut by callers
         device = next(policy.parameters()).device
         ids, mask = left_pad(prompts, self.pad, device)
         keyed = torch.tensor(keys) if keys is not None else None

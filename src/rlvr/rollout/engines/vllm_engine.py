@@ -253,6 +253,15 @@ def _release_distributed() -> None:
     cleanup_dist_env_and_memory()
 
 
+def budgets_of(max_new_tokens: int | list[int], n_prompts: int) -> list[int]:
+    """One token budget per prompt (an episode's turn may have less room left than another's)."""
+    if isinstance(max_new_tokens, int):
+        return [max_new_tokens] * n_prompts
+    if len(max_new_tokens) != n_prompts:
+        raise ValueError(f"{len(max_new_tokens)} token budgets for {n_prompts} prompts")
+    return list(max_new_tokens)
+
+
 class VllmEngine:
     """A colocated vLLM engine for ``policy``'s architecture (``base.Engine``).
 
@@ -353,7 +362,7 @@ class VllmEngine:
         policy: PreTrainedModel,
         prompts: list[list[int]],
         group_size: int,
-        max_new_tokens: int,
+        max_new_tokens: int | list[int],
         eos: int | None,
         temperature: float,
         top_p: float = 1.0,
@@ -362,12 +371,13 @@ class VllmEngine:
     ) -> Sampled:
         self._check_fresh(policy)
         n = len(prompts) * group_size
-        for i, prompt in enumerate(prompts):
+        budgets = budgets_of(max_new_tokens, len(prompts))
+        for i, (prompt, budget) in enumerate(zip(prompts, budgets, strict=True)):
             if not prompt:
                 raise EngineError(f"prompt {i} is empty: vLLM needs at least one token")
-            if len(prompt) + max_new_tokens > self.max_model_len:
+            if len(prompt) + budget > self.max_model_len:
                 raise EngineError(
-                    f"prompt {i} has {len(prompt)} tokens; with max_new_tokens {max_new_tokens} "
+                    f"prompt {i} has {len(prompt)} tokens; with max_new_tokens {budget} "
                     f"that is more than the vLLM engine's max_model_len {self.max_model_len}: "
                     "raise rollout.vllm.max_model_len (or shorten the prompt / "
                     "rollout.max_new_tokens)"
@@ -381,12 +391,12 @@ class VllmEngine:
         vllm = _vllm()
         from vllm.inputs import TokensPrompt
 
-        def params(seed: int) -> Any:
+        def params(seed: int, budget: int) -> Any:
             return vllm.SamplingParams(
                 n=1,
                 temperature=temperature,
                 top_p=top_p if temperature > 0 else 1.0,
-                max_tokens=max_new_tokens,
+                max_tokens=budget,
                 seed=int(seed),
                 logprobs=0,  # the sampled token's own log-prob only
                 ignore_eos=True,  # the model config's EOS is not ours to stop at...
@@ -397,9 +407,12 @@ class VllmEngine:
         requests = [
             TokensPrompt(prompt_token_ids=list(p)) for p in prompts for _ in range(group_size)
         ]
-        outputs = self._shared.llm.generate(requests, [params(k) for k in keys], use_tqdm=False)
-        tokens = torch.zeros((n, max_new_tokens), dtype=torch.long)
-        logprobs = torch.zeros((n, max_new_tokens), dtype=torch.float32)
+        row_budgets = [b for b in budgets for _ in range(group_size)]
+        sampling = [params(k, b) for k, b in zip(keys, row_budgets, strict=True)]
+        outputs = self._shared.llm.generate(requests, sampling, use_tqdm=False)
+        width = max(row_budgets, default=0)
+        tokens = torch.zeros((n, width), dtype=torch.long)
+        logprobs = torch.zeros((n, width), dtype=torch.float32)
         lengths = torch.zeros(n, dtype=torch.long)
         finished = torch.zeros(n, dtype=torch.bool)
         stats = self._shared.stats
