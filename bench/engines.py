@@ -17,8 +17,9 @@ first ``sync`` separately (``vllm_sync_s``). ``--vllm-compiled`` adds vLLM with 
 ``--grpo``: the GRPO step against TRL. TRL 1.16's ``GRPOTrainer(use_vllm=True,
 vllm_mode="colocate")`` is tried for one step on vLLM's CPU build and its failure reported (it
 syncs weights with ``model.load_weights``, which vLLM's CPU build cannot take after start: see
-``trl_colocate``). rlvr's side needs ``rollout.engine: vllm`` in the RL loop: NOT YET MEASURED,
-the hook is ``grpo_step_times`` below.
+``trl_colocate``). So the step times compare rlvr with ``rollout.engine: vllm`` (weight sync
+included) against TRL's ``generate`` path, labelled as such (``grpo_step_times``: bench/vs_trl.py
+at ``--grpo-scale``, the two trainers taking turns).
 
     .venv/bin/python bench/engines.py [--sizes tiny,20m,150m,qwen0.5b] [--grpo]
 
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 import traceback
+from pathlib import Path
 
 import torch
 
@@ -213,12 +215,21 @@ def trl_colocate() -> dict:
         }
 
 
-def grpo_step_times() -> dict:
-    """TODO (lead, with rollout.engine: vllm in the loop): median GRPO step time of
-    ``rlvr train --engine vllm`` against TRL's ``GRPOTrainer`` at the same model, batch, G and
-    lengths (bench/vs_trl.py's pairing). TRL's vLLM path cannot run here (``trl_colocate``), so
-    the comparison is against TRL's ``generate`` path (use_vllm=False), labelled as such."""
-    return {"measured": False, "note": "not yet measured: needs rollout.engine: vllm in run_rl"}
+def grpo_step_times(args: argparse.Namespace) -> dict:
+    """Median GRPO step time of rlvr with ``rollout.engine: vllm`` (weight sync included)
+    against TRL 1.16's ``GRPOTrainer`` at the same model, batch, G, lengths and threads
+    (``bench/vs_trl.py --engine vllm``: the two trainers take turns, one step each). TRL's own
+    vLLM path cannot run on vLLM's CPU build (``trl_colocate``: its weight sync writes into a
+    model that vLLM's CPU build has repacked), so TRL samples with its ``generate`` path here,
+    and the result says so."""
+    cmd = [sys.executable, str(Path(__file__).with_name("vs_trl.py")), "--engine", "vllm"]
+    cmd += ["--model-scale", str(args.grpo_scale), "--steps", str(args.grpo_steps)]
+    cmd += ["--warmup", "2", "--seeds", "0", "--sft-epochs", "2", "--heldout", "32"]
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return {"measured": False, "failed": " ".join(cmd)}
+    return {"measured": True, "command": " ".join(cmd[1:]), **json.loads(lines[-1])}
 
 
 def main() -> None:
@@ -230,6 +241,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--vllm-compiled", action="store_true")
     ap.add_argument("--grpo", action="store_true")
+    ap.add_argument("--grpo-scale", type=int, default=20, help="bench/vs_trl.py --model-scale")
+    ap.add_argument("--grpo-steps", type=int, default=12)
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a subprocess: one size
     ap.add_argument("--trl-colocate", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -255,7 +268,7 @@ def main() -> None:
         result["rows"].append(child(f"--one={size}"))
     if args.grpo:
         result["trl_vllm_colocate"] = child("--trl-colocate")
-        result["grpo_step"] = grpo_step_times()
+        result["grpo_step"] = grpo_step_times(args)
     print(json.dumps(result))
 
 

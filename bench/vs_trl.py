@@ -140,6 +140,7 @@ class RlvrRun:
             group_size=args.group_size,
             max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,
+            engine=args.engine,
         )
         self.algo = AlgorithmConfig(beta=args.beta, aggregation="sequence", scale="group", mu=1)
         self.rl = RLConfig(
@@ -163,9 +164,14 @@ class RlvrRun:
         self.format = lambda p: format_prompt(self.tokenizer, p)
         self.score = Scorer()
         r = self.rollout
+        from rlvr.rollout.engines import make_engine
+
+        # the engine's length: these prompts are a few tokens, the completions max_new_tokens
+        self.engine = make_engine(r, self.tokenizer, self.model, 64 + r.max_new_tokens)
+        self.engine.sync(self.model, 0)
         self.source = SingleTurn(
             self.tokenizer, self.score, r.group_size, r.max_new_tokens, r.temperature, r.top_p,
-            self.format,
+            self.format, self.engine,
         )  # fmt: skip
         self.params = n_params(self.model)
         self.steps: list[dict] = []
@@ -197,6 +203,9 @@ class RlvrRun:
                 self.reference,
             )
         )
+        t_sync = time.perf_counter()
+        self.engine.sync(self.model, len(self.steps) + 1)  # part of the step, as in rlvr train
+        values["time/weight_sync"] = time.perf_counter() - t_sync
         seconds = time.perf_counter() - t0
         generated = int(batch.rollouts.completion_lengths.sum())
         # rows rlvr back-propagates: with beta == 0 it skips tied groups (zero advantage)
@@ -209,6 +218,7 @@ class RlvrRun:
                 "verify": values["time/verify"],
                 "ref_logprobs": values["time/ref_logprobs"] + values["time/old_logprobs"],
                 "update": values["time/update"],
+                "weight_sync": values["time/weight_sync"],
                 "flops": step_flops(self.params, trained, generated),
             }
         )
@@ -393,6 +403,9 @@ def main() -> None:
     ap.add_argument("--sft-examples", type=int, default=600)
     ap.add_argument("--sft-epochs", type=int, default=30)
     ap.add_argument("--heldout", type=int, default=200)
+    ap.add_argument(
+        "--engine", default="rlvr", choices=["rlvr", "vllm"], help="rlvr's rollout engine"
+    )
     args = ap.parse_args()
     seeds = [int(x) for x in args.seeds.split(",")]
 
@@ -415,6 +428,8 @@ def main() -> None:
         "steps": args.steps,
         "seeds": seeds,
         "model_scale": args.model_scale,
+        "rlvr_engine": args.engine,
+        "trl_generation": "generate (use_vllm=False)",
         "params": per_seed[0]["rlvr"]["params"],
         "threads": args.threads,
         "rlvr_s_per_step": round(r["seconds"], 4),
@@ -429,7 +444,8 @@ def main() -> None:
         "profile_s": {
             name: {
                 k: round(results[name][k], 4)
-                for k in ("generate", "verify", "ref_logprobs", "update")
+                for k in ("generate", "verify", "ref_logprobs", "update", "weight_sync")
+                if k in results[name]
             }
             for name in results
         },
