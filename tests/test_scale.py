@@ -93,8 +93,16 @@ def metrics(run: Path) -> list[dict]:
 
 
 def untimed(rows: list[dict]) -> list[dict]:
+    """The rows without wall-clock fields, nor the engine/learner mismatch: those measure how
+    the decoding process rounds (~1e-7 here), which depends on its thread count, and a rollout
+    worker decodes on its own threads (same tokens, same log-probs to ~1e-7)."""
+
     def timed(key: str) -> bool:
-        return key == "time" or "seconds" in key or key.startswith(("time/", "tokens_per_second"))
+        return (
+            key == "time"
+            or "seconds" in key
+            or key.startswith(("time/", "tokens_per_second", "rollout/mismatch_"))
+        )
 
     return [{k: v for k, v in r.items() if not timed(k)} for r in rows]
 
