@@ -231,3 +231,33 @@ def test_dynamic_sampling_refills_with_informative_groups():
     groups = batch.rewards.view(-1, 2)
     assert bool((groups[:, 0] != groups[:, 1]).all())
     assert [e.reference for e in batch.examples[::2]] == [e.reference for e in batch.examples[1::2]]
+
+
+def test_recipe_bars_say_which_bar_missed_and_what_to_try():
+    """The check at the end of `rlvr run` (r1): both bars held, the lift missed because the cold
+    start was already strong or because RL stalled at its pass@k, the final SFT lost accuracy, or
+    the run did not finish."""
+    from rlvr.recipes.r1 import check_bars
+
+    lift, keep = "rl_accuracy - sft_accuracy >= 0.30", "final_accuracy >= rl_accuracy - 0.02"
+    good = {"sft_accuracy": 0.5, "sft_pass@8": 0.87, "rl_accuracy": 0.8, "final_accuracy": 0.79}
+    check = check_bars(good)
+    assert check == {"bars": {lift: True, keep: True}, "bars_cleared": True, "bars_advice": []}
+
+    strong = good | {"sft_accuracy": 0.78, "rl_accuracy": 0.945, "final_accuracy": 0.95}
+    check = check_bars(strong)
+    assert check["bars"] == {lift: False, keep: True} and not check["bars_cleared"]
+    assert "already solves 78%" in check["bars_advice"][0]
+
+    stalled = good | {"sft_accuracy": 0.32, "sft_pass@8": 0.69, "rl_accuracy": 0.6}
+    check = check_bars(stalled, k=8)
+    assert check["bars"][lift] is False
+    assert "pass@8 0.690" in check["bars_advice"][0] and "rl.steps" in check["bars_advice"][0]
+
+    lost = good | {"final_accuracy": 0.75}
+    check = check_bars(lost)
+    assert check["bars"] == {lift: True, keep: False}
+    assert "final SFT lost 0.050" in check["bars_advice"][0]
+
+    unfinished = {"sft_accuracy": 0.5, "rl_accuracy": 0.8}
+    assert check_bars(unfinished)["bars_cleared"] is False

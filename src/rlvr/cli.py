@@ -114,8 +114,24 @@ def _print_summary(summary: dict[str, Any], title: str) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in summary.items():
+        if key == "bars_advice":
+            continue  # said after the table
+        if isinstance(value, dict):  # one row per entry: the recipe's bars
+            for name, ok in value.items():
+                table.add_row(
+                    f"{key}: {name}", "yes" if ok is True else "no" if ok is False else str(ok)
+                )
+            continue
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    Console().print(table)
+    out = Console()
+    out.print(table)
+    if "bars_cleared" in summary:
+        if summary["bars_cleared"]:
+            out.print("[green]This run cleared the recipe's bars.")
+        else:
+            out.print("[yellow]This run missed the recipe's bars. What to try:")
+            for line in summary.get("bars_advice", []):
+                out.print(f"[yellow]  - {line}")
 
 
 @app.command()

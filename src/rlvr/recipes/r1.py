@@ -235,5 +235,56 @@ STAGES: dict[str, Stage] = {
 
 def run_recipe(ctx: RunContext, resume: bool = False) -> dict[str, Any]:
     """All four stages, skipping those already done; ``resume`` continues an unfinished one
-    from its last checkpoint."""
-    return run_stages(ctx, STAGES, resume)
+    from its last checkpoint. The summary says whether the run cleared the recipe's bars."""
+    summary = run_stages(ctx, STAGES, resume)
+    summary.update(check_bars(summary, ctx.cfg.eval.k))
+    (ctx.dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+# The recipe's own bars (README, "The main job, measured"): RL lifts held-out pass@1 by at least
+# LIFT_BAR over its own cold start, and the final SFT keeps the RL accuracy within KEEP_BAR.
+# Over many seeds and machines, the mean RL pass@1 is at least MEAN_RL_BAR (a bar on a matrix of
+# runs, measured by bench/recipe_seeds.py, not on one run).
+LIFT_BAR = 0.30
+KEEP_BAR = 0.02
+MEAN_RL_BAR = 0.85
+
+
+def check_bars(summary: dict[str, Any], k: int = 8) -> dict[str, Any]:
+    """Whether a finished run cleared the recipe's bars, and if not, what to try.
+
+    ``bars``: each bar's name and whether it held; ``bars_cleared``; ``bars_advice``: one line
+    per missed bar, read from the run's own figures (the cold start's pass@1 and pass@k, RL's)."""
+    sft, rl, final = (summary.get(key) for key in ("sft_accuracy", "rl_accuracy", "final_accuracy"))
+    if sft is None or rl is None or final is None:
+        return {"bars": {}, "bars_cleared": False, "bars_advice": ["the run did not finish"]}
+    lift_name = f"rl_accuracy - sft_accuracy >= {LIFT_BAR:.2f}"
+    keep_name = f"final_accuracy >= rl_accuracy - {KEEP_BAR:.2f}"
+    # a hair of slack for float sums such as 0.8 - 0.5
+    bars = {lift_name: rl - sft >= LIFT_BAR - 1e-9, keep_name: final >= rl - KEEP_BAR - 1e-9}
+    advice = []
+    if not bars[lift_name]:
+        sft_k = summary.get(f"sft_pass@{k}")
+        if sft >= 1 - LIFT_BAR - 0.05:
+            advice.append(
+                f"the cold start already solves {sft:.0%} of held-out problems, which leaves RL "
+                f"less than {LIFT_BAR:+.2f} to lift: a shorter cold start (-o sft.epochs=...) "
+                "or another --seed"
+            )
+        elif sft_k is not None and rl <= sft_k + 0.05:
+            advice.append(
+                f"RL stopped near what the cold start could already sample (its pass@{k} "
+                f"{sft_k:.3f}, RL {rl:.3f}): more RL steps (-o rl.steps=...), or a stronger "
+                "cold start to sample from (-o sft.epochs=...), or another --seed"
+            )
+        else:
+            advice.append(
+                f"RL lifted {rl - sft:+.3f}: more RL steps (-o rl.steps=...), or another --seed"
+            )
+    if not bars[keep_name]:
+        advice.append(
+            f"the final SFT lost {rl - final:.3f} of RL's accuracy: a lower -o final_sft.lr=..., "
+            "or fewer -o final_sft.examples=...; checkpoints/rl holds the RL policy"
+        )
+    return {"bars": bars, "bars_cleared": all(bars.values()), "bars_advice": advice}

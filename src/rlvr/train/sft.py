@@ -88,7 +88,9 @@ def train_sequences(
     device = next(model.parameters()).device
     steps_per_epoch = (len(pairs) + cfg.batch_size - 1) // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
-    optimizer, scheduler = make_optimizer(model, cfg.lr, total, cfg.warmup_ratio, cfg.weight_decay)
+    optimizer, scheduler = make_optimizer(
+        model, cfg.lr, total, cfg.warmup_ratio, cfg.weight_decay, fused=cfg.fused
+    )
     rng = random.Random(seed)
     step, first_epoch, order, position = 0, 0, None, 0
     if resume is not None:
