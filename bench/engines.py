@@ -7,7 +7,8 @@ Sizes (Llama unless said, random weights, fp32, written offline with transformer
 768 x 16 layers (~151M); ``qwen0.5b`` the Qwen2.5-0.5B configuration (494M, vocab 151,936). Every
 row runs to ``--max-new-tokens`` (rlvr and vLLM sample with no EOS; HF with ``min_new_tokens``),
 so tokens/s compare like for like. Prompts: ``--prompts`` x G = ``--group-size`` (64 x 8 by
-default; ``--qwen-prompts`` for the 0.5B, where 64 x 8 takes minutes per engine on 2 cores).
+default; ``--large-prompts`` (8) at 150M and 0.5B, where 64 x 8 takes many minutes per engine on
+2 cores: HF generate makes ~10-20 tokens/s there).
 
 Each size runs in a subprocess of its own (one vLLM engine per process, memory given back).
 The vLLM figures exclude the engine's start (reported apart: ``vllm_start_s``) and include its
@@ -88,7 +89,7 @@ def one_size(size: str, args: argparse.Namespace) -> dict:
     policy = build(size)
     n_params = sum(p.numel() for p in policy.parameters())
     vocab = policy.config.vocab_size
-    n_prompts = args.qwen_prompts if size == "qwen0.5b" else args.prompts
+    n_prompts = args.large_prompts if size in ("150m", "qwen0.5b") else args.prompts
     g, new = args.group_size, args.max_new_tokens
     gen = torch.Generator().manual_seed(0)
     prompts = [
@@ -236,7 +237,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="tiny,20m,150m,qwen0.5b")
     ap.add_argument("--prompts", type=int, default=64)
-    ap.add_argument("--qwen-prompts", type=int, default=16)
+    ap.add_argument("--large-prompts", type=int, default=8, help="prompts at 150M and 0.5B")
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--vllm-compiled", action="store_true")
@@ -254,7 +255,7 @@ def main() -> None:
         return
 
     def child(*extra: str) -> dict:
-        flags = [f"--prompts={args.prompts}", f"--qwen-prompts={args.qwen_prompts}"]
+        flags = [f"--prompts={args.prompts}", f"--large-prompts={args.large_prompts}"]
         flags += [f"--group-size={args.group_size}", f"--max-new-tokens={args.max_new_tokens}"]
         flags += ["--vllm-compiled"] if args.vllm_compiled else []
         done = subprocess.run(
