@@ -600,8 +600,9 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
     # The cold start at a third of SFTConfig's learning rate and half its epochs: it learns the
     # worked (column by column) solutions well and does not memorise the bare answers, so on
     # every seed and CPU rounding measured it lands at pass@1 0.3-0.6 with a strong worked skill
-    # for RL to select and sharpen (README, "The main job, measured"; bench/recipe_seeds.py).
-    "r1": {"sft": {"lr": 1e-3, "epochs": 15}},
+    # for RL to select and sharpen. RL at 2e-5: from such a start 5e-5 collapsed on one seed
+    # in four (README, "The main job, measured"; bench/recipe_seeds.py).
+    "r1": {"sft": {"lr": 1e-3, "epochs": 15}, "rl": {"lr": 2e-5}},
     "agentic_code": {
         "env": {
             "name": "code_feedback",
