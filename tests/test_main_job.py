@@ -235,7 +235,8 @@ def test_dynamic_sampling_refills_with_informative_groups():
 
 def test_recipe_bars_say_which_bar_missed_and_what_to_try():
     """The check at the end of `rlvr run` (r1): both bars held, the lift missed because the cold
-    start was already strong or because RL stalled at its pass@k, the final SFT lost accuracy, or
+    start was already strong, because RL made the policy worse or stalled at its pass@k, the final
+    SFT lost accuracy, or
     the run did not finish."""
     from rlvr.recipes.r1 import check_bars
 
@@ -253,6 +254,10 @@ def test_recipe_bars_say_which_bar_missed_and_what_to_try():
     check = check_bars(stalled, k=8)
     assert check["bars"][lift] is False
     assert "pass@8 0.690" in check["bars_advice"][0] and "rl.steps" in check["bars_advice"][0]
+
+    collapsed = good | {"sft_accuracy": 0.475, "rl_accuracy": 0.39, "final_accuracy": 0.4}
+    check = check_bars(collapsed)
+    assert check["bars"][lift] is False and "rl.lr" in check["bars_advice"][0]
 
     lost = good | {"final_accuracy": 0.75}
     check = check_bars(lost)

@@ -272,6 +272,11 @@ def check_bars(summary: dict[str, Any], k: int = 8) -> dict[str, Any]:
                 f"less than {LIFT_BAR:+.2f} to lift: a shorter cold start (-o sft.epochs=...) "
                 "or another --seed"
             )
+        elif rl < sft:
+            advice.append(
+                f"RL made the policy worse ({sft:.3f} -> {rl:.3f}; see kl and reward in "
+                "metrics.jsonl): a lower -o rl.lr=..., or another --seed"
+            )
         elif sft_k is not None and rl <= sft_k + 0.05:
             advice.append(
                 f"RL stopped near what the cold start could already sample (its pass@{k} "
