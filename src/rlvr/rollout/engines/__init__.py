@@ -20,10 +20,11 @@ from rlvr.rollout.engines.native import NativeEngine
 from rlvr.rollout.prompts import pad_id
 
 # bench/engines.py on the 2-core development CPU (fp32, every row to 32 new tokens, keyed
-# sampling), vLLM's CPU build over rlvr's decoder in completion tokens/s: below ~150M parameters
-# rlvr's decoder is as fast or faster (up to 9x at the embedded model's 1M), at 0.5B vLLM wins
-# (README "Rollout engines" has the table). On a GPU vLLM is taken to win at every size (not
-# measured here: no GPU; rlvr's decoder there has HF-loop speed, no paged KV cache).
+# sampling), vLLM's CPU build over rlvr's decoder in completion tokens/s: 0.45x at the embedded
+# model's 1M parameters, 0.64x at 21M, 0.9-2.5x at 151M over several runs, 2-6.6x at 0.5B
+# (README "Rollout engines" has the table). 200M is where every measurement favoured vLLM. On a
+# GPU vLLM is taken to win at every size (not measured here: no GPU; rlvr's decoder there has
+# HF-loop speed, no paged KV cache).
 CPU_CROSSOVER_PARAMS = 200_000_000
 INSTALL = (
     "vLLM is not installed: `make setup-vllm` (vLLM's CPU build, in this project's .venv) or "
